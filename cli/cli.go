@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Env is what a command may touch of the process: its output streams and facts fixed at build time.
+type Env struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// Version is the version set at link time; empty means "take it from the build information".
+	Version string
+}
+
+// command is one subcommand. A command with subcommands (cache, lab) dispatches in its run function.
+type command struct {
+	name    string
+	summary string // one line for the command list
+	run     func(ctx context.Context, env Env, args []string) error
+}
+
+// commands lists the subcommands in the order the usage text shows them.
+func commands() []command {
+	return []command{
+		versionCommand(),
+	}
+}
+
+const mainUsage = `NAME
+    staple - OCSP stapling cache and responder-fetcher
+
+SYNOPSIS
+    staple COMMAND [FLAGS] [ARGS]
+    staple COMMAND -h
+
+DESCRIPTION
+    staple keeps a fresh, verified OCSP response for every certificate it watches, staples it in its own
+    TLS server from the first handshake after start, and hands the same responses to nginx, HAProxy and
+    Apache as files or through a caching OCSP responder. It also runs an offline CA lab with a responder
+    that can misbehave on purpose, and lets an operator inspect and edit its cache from the shell.
+
+COMMANDS
+%s
+EXIT STATUS
+    0 success (for status commands: good), 1 failure, 2 usage error, 3 revoked, 4 unknown.
+
+Run 'staple COMMAND -h' for the manual of one command.
+`
+
+func usage(w io.Writer) {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
+	for _, c := range commands() {
+		fmt.Fprintf(tw, "    %s\t%s\n", c.name, c.summary)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, mainUsage, b.String())
+}
+
+// Run runs the command named by args[0] with the rest of args.
+func Run(ctx context.Context, env Env, args []string) error {
+	if len(args) == 0 {
+		usage(env.Stderr)
+		return &ExitError{Code: ExitUsage}
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		usage(env.Stdout)
+		return nil
+	case "-version", "--version":
+		name = "version"
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(ctx, env, args[1:])
+		}
+	}
+	if strings.HasPrefix(name, "-") {
+		return usageError("unknown flag %s before the command (run 'staple -h')", name)
+	}
+	return usageError("unknown command %q (run 'staple -h' for the list)", name)
+}
+
+// flagSet is a command's flags with its manual, printed (followed by the flag defaults) for -h.
+type flagSet struct {
+	*flag.FlagSet
+	manual string
+	out    io.Writer
+}
+
+// newFlagSet returns the flag set of command name. The flag package prints nothing itself: parse turns a bad
+// flag into one line.
+func newFlagSet(env Env, name, manual string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {} // the flag package calls Usage on every error; the manual is for -h only
+	return &flagSet{FlagSet: fs, manual: manual, out: env.Stdout}
+}
+
+func (fs *flagSet) printManual() {
+	fmt.Fprint(fs.out, strings.TrimLeft(fs.manual, "\n"))
+	var b strings.Builder
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	if b.Len() > 0 {
+		fmt.Fprintf(fs.out, "\nFLAGS\n%s", b.String())
+	}
+}
+
+// parse parses args allowing flags and operands in any order ("fetch a.pem --json" as well as
+// "fetch --json a.pem"); "--" ends the flags. It returns the operands. -h prints the manual and returns
+// errHelp; a bad flag returns a usage error naming the command.
+func (fs *flagSet) parse(args []string) ([]string, error) {
+	var operands []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.printManual()
+				return nil, errHelp
+			}
+			return nil, usageError("%s: %v (run 'staple %s -h')", fs.Name(), err, fs.Name())
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return operands, nil
+		}
+		// fs.Parse stops at the first operand or after "--".
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(operands, rest...), nil
+		}
+		operands = append(operands, rest[0])
+		args = rest[1:]
+	}
+}
+
+// errHelp is returned after -h printed the manual; Run turns it into exit 0.
+var errHelp = &ExitError{Code: ExitOK}
