@@ -1,0 +1,97 @@
+package ocspfetch
+
+import (
+	"time"
+)
+
+// Policy holds the refresh policy's settings. The zero Policy uses the defaults documented on each field.
+type Policy struct {
+	// Margin is the least time before NextUpdate at which a refresh is scheduled. Zero means 1 h; it never
+	// exceeds a quarter of the validity window.
+	Margin time.Duration
+	// NoNextUpdateTTL is how long a response without NextUpdate is valid after its ThisUpdate. Zero means 1 h.
+	NoNextUpdateTTL time.Duration
+	// Jitter is the fraction by which refresh times are spread, either way. Zero means 0.1 (±10%); negative
+	// disables jitter.
+	Jitter float64
+	// BackoffMin and BackoffMax bound the retry delay after failures. Zero means 1 min and 1 h.
+	BackoffMin, BackoffMax time.Duration
+}
+
+func (p Policy) margin() time.Duration     { return orDefault(p.Margin, time.Hour) }
+func (p Policy) ttl() time.Duration        { return orDefault(p.NoNextUpdateTTL, time.Hour) }
+func (p Policy) backoffMin() time.Duration { return orDefault(p.BackoffMin, time.Minute) }
+func (p Policy) backoffMax() time.Duration { return orDefault(p.BackoffMax, time.Hour) }
+
+// TTL returns how long a response without NextUpdate stays valid (NoNextUpdateTTL or its default).
+func (p Policy) TTL() time.Duration { return p.ttl() }
+
+func (p Policy) jitter() float64 {
+	switch {
+	case p.Jitter < 0:
+		return 0
+	case p.Jitter == 0:
+		return 0.1
+	}
+	return p.Jitter
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// RefreshAt returns when to fetch a new response for one that was just accepted at now: the midpoint of
+// [ThisUpdate, Expiry], not before the responder's max-age has run out (RFC 5019 §6.1), never after Expiry
+// minus the margin, spread by ±Jitter of the time to wait. rnd returns a uniform number in [0, 1); nil means
+// no jitter. The result is never before now.
+func (p Policy) RefreshAt(r *Response, now time.Time, rnd func() float64) time.Time {
+	expiry := r.Expiry(p.ttl())
+	window := expiry.Sub(r.ThisUpdate)
+	at := r.ThisUpdate.Add(window / 2)
+	if r.HTTP.HasMaxAge {
+		if fresh := now.Add(r.HTTP.MaxAge); fresh.After(at) {
+			at = fresh
+		}
+	}
+	margin := min(p.margin(), window/4)
+	latest := expiry.Add(-margin)
+	if at.After(latest) {
+		at = latest
+	}
+	if wait := at.Sub(now); wait > 0 && rnd != nil {
+		spread := time.Duration(float64(wait) * p.jitter() * (2*rnd() - 1))
+		at = at.Add(spread)
+		if at.After(latest) {
+			at = latest
+		}
+	}
+	if at.Before(now) {
+		return now
+	}
+	return at
+}
+
+// Backoff returns when to retry after the failures-th consecutive failure (1 for the first): BackoffMin
+// doubling up to BackoffMax, never later than validUntil (the expiry of the response still held; zero when
+// none is held), spread by ±Jitter. A responder's Retry-After (zero when absent) postpones the retry, but not
+// past validUntil.
+func (p Policy) Backoff(failures int, now, validUntil time.Time, retryAfter time.Duration, rnd func() float64) time.Time {
+	d := p.backoffMin()
+	for i := 1; i < failures && d < p.backoffMax(); i++ {
+		d *= 2
+	}
+	d = min(d, p.backoffMax())
+	if rnd != nil {
+		d += time.Duration(float64(d) * p.jitter() * (2*rnd() - 1))
+	}
+	d = max(d, retryAfter)
+	if !validUntil.IsZero() {
+		if left := validUntil.Sub(now); left > 0 && d > left {
+			d = left
+		}
+	}
+	return now.Add(max(d, 0))
+}
