@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testTimeout bounds every process a test starts.
+const testTimeout = 60 * time.Second
+
+// binary is the staple binary built once for the tests that run it as a process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "staple-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "staple")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v0.0.0-test", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		os.RemoveAll(dir)
+		panic("building staple: " + err.Error())
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// staple runs the built binary and returns its stdout, stderr and exit code.
+func staple(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestBinaryVersion(t *testing.T) {
+	out, errOut, code := staple(t, "version")
+	if code != 0 || errOut != "" || !strings.HasPrefix(out, "staple v0.0.0-test go1.") {
+		t.Errorf("version: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestBinaryUsage(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string // substring
+		stderrRe string // the one line expected on stderr ("" = none)
+	}{
+		{"help", []string{"-h"}, 0, "SYNOPSIS", ""},
+		{"help word", []string{"help"}, 0, "COMMANDS", ""},
+		{"command help", []string{"version", "-h"}, 0, "staple version - print the version", ""},
+		{"no command", nil, 2, "", "SYNOPSIS"},
+		{"unknown command", []string{"frobnicate"}, 2, "", `staple: unknown command "frobnicate" (run 'staple -h' for the list)`},
+		{"unknown flag", []string{"version", "--bogus"}, 2, "", "staple: version: flag provided but not defined: -bogus (run 'staple version -h')"},
+		{"flag before command", []string{"--bogus"}, 2, "", "staple: unknown flag --bogus before the command (run 'staple -h')"},
+		{"extra argument", []string{"version", "x"}, 2, "", `staple: version: unexpected argument "x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := staple(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, errOut)
+			}
+			if !strings.Contains(out, tt.stdout) {
+				t.Errorf("stdout %q does not contain %q", out, tt.stdout)
+			}
+			if tt.stderrRe == "" && errOut != "" {
+				t.Errorf("stderr %q, want none", errOut)
+			}
+			if tt.stderrRe != "" && !strings.Contains(errOut, tt.stderrRe) {
+				t.Errorf("stderr %q, want %q", errOut, tt.stderrRe)
+			}
+			if tt.code == 2 && tt.args != nil && strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Errorf("stderr has more than one line: %q", errOut)
+			}
+			if strings.Contains(errOut, "goroutine") || strings.Contains(errOut, "panic") {
+				t.Errorf("stack trace on stderr: %q", errOut)
+			}
+		})
+	}
+}
