@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 )
 
@@ -70,11 +71,11 @@ func LoadChain(certFile, keyFile, issuerFile string) (*Chain, error) {
 		extra = ib.Certs
 	}
 	c, err := NewChain(b.Certs, key, extra)
+	if errors.Is(err, ErrKeyMismatch) {
+		return nil, fmt.Errorf("%w: the key in %s is not the key of any certificate in %s", ErrKeyMismatch, keyFile, certFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, certFile)
-	}
-	if key != nil && !publicKeyEqual(c.Leaf, key) {
-		return nil, fmt.Errorf("%w: the key in %s is not the key of the certificate %q in %s", ErrKeyMismatch, keyFile, c.Leaf.Subject.String(), certFile)
 	}
 	c.CertFile, c.KeyFile, c.IssuerFile = certFile, keyFile, issuerFile
 	return c, nil
