@@ -1,0 +1,186 @@
+package cache
+
+import (
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"staple/certs"
+)
+
+// PutResponse stores r as the response of key, unless the stored one has a later ThisUpdate (ErrOlder): a
+// cache never goes back in time.
+func (s *Store) PutResponse(key certs.Key, r Response) error {
+	switch {
+	case len(r.Raw) == 0:
+		return fmt.Errorf("cache: %s: empty response", key)
+	case len(r.Raw) > MaxResponseSize, len(r.URL) > maxURLLen, len(r.ETag) > maxShortText, len(r.LastModified) > maxShortText:
+		return fmt.Errorf("%w: response for %s", ErrTooLarge, key)
+	}
+	k, v := diskKey(key), encodeResponse(r)
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketResponses)
+		if old := b.Get(k); old != nil {
+			if prev, err := decodeResponse(old); err == nil && prev.ThisUpdate.After(r.ThisUpdate) {
+				return fmt.Errorf("%w: %s: stored thisUpdate %s, new %s", ErrOlder, key,
+					prev.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"), r.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"))
+			}
+		}
+		return b.Put(k, v)
+	})
+}
+
+// Response returns the stored response of key, or ErrNotFound.
+func (s *Store) Response(key certs.Key) (Response, error) {
+	var r Response
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketResponses).Get(diskKey(key))
+		if v == nil {
+			return fmt.Errorf("%w: no response for %s", ErrNotFound, key)
+		}
+		var err error
+		r, err = decodeResponse(v)
+		return err
+	})
+	return r, err
+}
+
+// Responses calls fn for every stored response in key order. A record that does not decode is passed with a
+// zero Response and an error wrapping ErrCorruptRecord or ErrNewerRecord, so that one bad record does not hide
+// the rest. An error returned by fn stops the walk and is returned. fn runs inside a read transaction: it must
+// not block on anything but memory, and must not write to the store.
+func (s *Store) Responses(fn func(key certs.Key, r Response, err error) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketResponses).ForEach(func(k, v []byte) error {
+			key, err := keyFromDisk(k)
+			if err != nil {
+				return fn(key, Response{}, err)
+			}
+			r, err := decodeResponse(v)
+			if err != nil {
+				err = fmt.Errorf("response for %s: %w", key, err)
+			}
+			return fn(key, r, err)
+		})
+	})
+}
+
+// DeleteResponse removes the response of key; removing an absent one is not an error.
+func (s *Store) DeleteResponse(key certs.Key) error {
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketResponses).Delete(diskKey(key)) })
+}
+
+// PutCert stores c as the watched certificate of key.
+func (s *Store) PutCert(key certs.Key, c Cert) error {
+	if len(c.Leaf) == 0 || len(c.Issuer) == 0 {
+		return fmt.Errorf("cache: %s: certificate record without leaf or issuer", key)
+	}
+	if len(c.Leaf) > MaxCertSize || len(c.Issuer) > MaxCertSize || len(c.URLs) > maxURLs {
+		return fmt.Errorf("%w: certificate %s", ErrTooLarge, key)
+	}
+	for _, u := range c.URLs {
+		if len(u) > maxURLLen {
+			return fmt.Errorf("%w: responder URL of %s", ErrTooLarge, key)
+		}
+	}
+	k, v := diskKey(key), encodeCert(c)
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCerts).Put(k, v) })
+}
+
+// Cert returns the watched certificate of key, or ErrNotFound.
+func (s *Store) Cert(key certs.Key) (Cert, error) {
+	var c Cert
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCerts).Get(diskKey(key))
+		if v == nil {
+			return fmt.Errorf("%w: no certificate %s", ErrNotFound, key)
+		}
+		var err error
+		c, err = decodeCert(v)
+		return err
+	})
+	return c, err
+}
+
+// Certs calls fn for every watched certificate in key order, with the same contract as Responses.
+func (s *Store) Certs(fn func(key certs.Key, c Cert, err error) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCerts).ForEach(func(k, v []byte) error {
+			key, err := keyFromDisk(k)
+			if err != nil {
+				return fn(key, Cert{}, err)
+			}
+			c, err := decodeCert(v)
+			if err != nil {
+				err = fmt.Errorf("certificate %s: %w", key, err)
+			}
+			return fn(key, c, err)
+		})
+	})
+}
+
+// DeleteCert stops remembering key as watched; its response and history stay. Removing an absent one is not an
+// error.
+func (s *Store) DeleteCert(key certs.Key) error {
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCerts).Delete(diskKey(key)) })
+}
+
+// AddAttempt appends a to the history of key, keeping the last MaxHistory attempts. Over-long text is cut.
+func (s *Store) AddAttempt(key certs.Key, a Attempt) error {
+	a.Reason = truncate(a.Reason, maxShortText)
+	a.Error = truncate(a.Error, maxShortText)
+	a.URL = truncate(a.URL, maxURLLen)
+	k := diskKey(key)
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHistory)
+		var h []Attempt
+		if old := b.Get(k); old != nil {
+			// A history that does not decode is replaced: it is a diagnostic, not state to protect.
+			h, _ = decodeHistory(old)
+		}
+		h = append(h, a)
+		if len(h) > MaxHistory {
+			h = h[len(h)-MaxHistory:]
+		}
+		return b.Put(k, encodeHistory(h))
+	})
+}
+
+// History returns the fetch attempts of key, oldest first; none is not an error.
+func (s *Store) History(key certs.Key) ([]Attempt, error) {
+	var h []Attempt
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketHistory).Get(diskKey(key))
+		if v == nil {
+			return nil
+		}
+		var err error
+		h, err = decodeHistory(v)
+		return err
+	})
+	return h, err
+}
+
+// Remove forgets key entirely: its certificate, response and history.
+func (s *Store) Remove(key certs.Key) error {
+	k := diskKey(key)
+	return s.update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketCerts, bucketResponses, bucketHistory} {
+			if err := tx.Bucket(name).Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,116 @@
+package cache
+
+import (
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DefaultSessionTTL is how long a stored TLS session lives when PutSession is given no expiry (Node's
+// sessionTimeout default, 300 s).
+const DefaultSessionTTL = 300 * time.Second
+
+// PutSession stores a TLS session under id until expires (zero means DefaultSessionTTL from now). Concurrent
+// calls are committed together. Session bytes are secrets: the cache never logs them, and errors never quote
+// them.
+func (s *Store) PutSession(id, data []byte, expires time.Time) error {
+	switch {
+	case len(id) == 0:
+		return fmt.Errorf("cache: empty session id")
+	case len(id) > MaxSessionIDSize, len(data) > MaxSessionSize:
+		return fmt.Errorf("%w: session of %d bytes with an id of %d bytes", ErrTooLarge, len(data), len(id))
+	}
+	if expires.IsZero() {
+		expires = s.now().Add(DefaultSessionTTL)
+	}
+	k, v := append([]byte(nil), id...), encodeSession(data, expires)
+	return s.batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Put(k, v) })
+}
+
+// GetSession returns the session stored under id, or ErrNotFound when there is none or it has expired at now.
+func (s *Store) GetSession(id []byte, now time.Time) ([]byte, error) {
+	if len(id) == 0 || len(id) > MaxSessionIDSize {
+		return nil, fmt.Errorf("%w: session", ErrNotFound)
+	}
+	var data []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSessions).Get(id)
+		if v == nil {
+			return fmt.Errorf("%w: session", ErrNotFound)
+		}
+		d, expires, err := decodeSession(v)
+		if err != nil {
+			return err
+		}
+		if !now.Before(expires) {
+			return fmt.Errorf("%w: session expired", ErrNotFound)
+		}
+		data = d
+		return nil
+	})
+	return data, err
+}
+
+// DeleteSession removes the session stored under id; removing an absent one is not an error.
+func (s *Store) DeleteSession(id []byte) error {
+	if len(id) == 0 || len(id) > MaxSessionIDSize {
+		return nil
+	}
+	k := append([]byte(nil), id...)
+	return s.batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete(k) })
+}
+
+// PurgeSessions removes every session expired at now, and sessions whose record does not decode, and returns
+// how many it removed.
+func (s *Store) PurgeSessions(now time.Time) (int, error) {
+	var n int
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		var stale [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			if _, expires, err := decodeSession(v); err != nil || !now.Before(expires) {
+				stale = append(stale, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(stale)
+		return nil
+	})
+	return n, err
+}
+
+// TicketKeys returns the session ticket keys at rest, or ErrNotFound when none were stored.
+func (s *Store) TicketKeys() (TicketKeys, error) {
+	var k TicketKeys
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketTicketKeys).Get(ticketKeysKey)
+		if v == nil {
+			return fmt.Errorf("%w: no ticket keys", ErrNotFound)
+		}
+		var err error
+		k, err = decodeTicketKeys(v)
+		return err
+	})
+	return k, err
+}
+
+// PutTicketKeys stores the session ticket keys, replacing the ones stored.
+func (s *Store) PutTicketKeys(k TicketKeys) error {
+	if len(k.Current) == 0 {
+		return fmt.Errorf("cache: ticket keys without a current key")
+	}
+	if len(k.Current) > MaxTicketKeySize || len(k.Previous) > MaxTicketKeySize {
+		return fmt.Errorf("%w: ticket key", ErrTooLarge)
+	}
+	v := encodeTicketKeys(k)
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTicketKeys).Put(ticketKeysKey, v) })
+}
