@@ -76,7 +76,7 @@ func newRoot(t testing.TB, h *hierarchy, name string, kt KeyType) *CA {
 // five years after.
 func (ca *CA) NewIntermediate(t testing.TB, name string, kt KeyType) *CA {
 	t.Helper()
-	key := ca.h.newKey(t, kt, "intermediate/"+name, true)
+	key := ca.h.newKey(t, kt, "intermediate/"+ca.Cert.Subject.CommonName+"/"+name, true)
 	tmpl := &x509.Certificate{
 		SerialNumber:          ca.nextSerial(),
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"staple test PKI"}},

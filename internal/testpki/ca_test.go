@@ -105,3 +105,15 @@ func TestWriteFiles(t *testing.T) {
 		t.Fatalf("cert file: %v", err)
 	}
 }
+
+func TestSameNamesDistinctKeys(t *testing.T) {
+	for _, kt := range []KeyType{ECDSAP256, RSA2048, Ed25519} {
+		a := NewRoot(t, "Same", kt)
+		b := a.NewUnrelatedRoot(t, "Same", kt)
+		ia, ib := a.NewIntermediate(t, "Issuing", kt), b.NewIntermediate(t, "Issuing", kt)
+		if bytes.Equal(a.Cert.RawSubjectPublicKeyInfo, b.Cert.RawSubjectPublicKeyInfo) ||
+			bytes.Equal(ia.Cert.RawSubjectPublicKeyInfo, ib.Cert.RawSubjectPublicKeyInfo) {
+			t.Errorf("%v: same-named CAs of one hierarchy share a key", kt)
+		}
+	}
+}

@@ -178,6 +178,8 @@ type CertID struct {
 	Serial         *big.Int
 	// NoNullParams leaves out the NULL parameters of the hash AlgorithmIdentifier (both forms are seen).
 	NoNullParams bool
+	// HashOID, when set, is written in place of Hash's OID (for hash algorithms a client does not know).
+	HashOID asn1.ObjectIdentifier
 }
 
 // NewCertID returns the CertID of the certificate with serial issued by issuer, hashed with h.
@@ -210,6 +212,9 @@ func SubjectPublicKeyBits(c *x509.Certificate) ([]byte, error) {
 
 func (id CertID) add(b *cryptobyte.Builder) {
 	oid, err := hashOID(id.Hash)
+	if id.HashOID != nil {
+		oid, err = id.HashOID, nil
+	}
 	if err != nil {
 		b.SetError(err)
 		return

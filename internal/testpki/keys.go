@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -77,15 +78,28 @@ var rsaPool = sync.OnceValues(func() ([]*rsa.PrivateKey, error) {
 type hierarchy struct {
 	mu      sync.Mutex
 	usedRSA map[int]bool
+	labels  map[string]int // exclusive labels handed out, with how often
 }
 
-func newHierarchy() *hierarchy { return &hierarchy{usedRSA: make(map[int]bool)} }
+func newHierarchy() *hierarchy {
+	return &hierarchy{usedRSA: make(map[int]bool), labels: make(map[string]int)}
+}
 
 // newKey returns the key of type kt for the fixture named label. ECDSA and Ed25519 keys are derived from the
-// label; RSA keys come from the pool, starting at a slot chosen by the label and skipping slots this hierarchy
+// label (made unique within the hierarchy for exclusive keys); RSA keys come from the pool, starting at a slot chosen by the label and skipping slots this hierarchy
 // already uses (exclusive: a CA or a signer; leaves may share a slot once the pool is exhausted).
 func (h *hierarchy) newKey(t testing.TB, kt KeyType, label string, exclusive bool) crypto.Signer {
 	t.Helper()
+	if exclusive {
+		// Two CAs or signers with the same name in one hierarchy still get distinct keys.
+		h.mu.Lock()
+		n := h.labels[label]
+		h.labels[label] = n + 1
+		h.mu.Unlock()
+		if n > 0 {
+			label += "#" + strconv.Itoa(n)
+		}
+	}
 	seed := sha256.Sum256([]byte("staple testpki key: " + label))
 	switch kt {
 	case ECDSAP256:
