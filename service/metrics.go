@@ -2,6 +2,7 @@ package service
 
 import (
 	"net/http"
+	"staple/admin"
 	"strings"
 	"time"
 
@@ -32,7 +33,7 @@ type Metrics struct {
 }
 
 // NewMetrics builds the registry. entries and ready are called on every scrape.
-func NewMetrics(entries func() []StatusEntry, ready func() bool, now func() time.Time) *Metrics {
+func NewMetrics(entries func() []admin.Entry, ready func() bool, now func() time.Time) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		reg: reg,
@@ -114,7 +115,7 @@ var (
 
 // certCollector exposes per-certificate gauges from the stapler's entries at scrape time.
 type certCollector struct {
-	entries func() []StatusEntry
+	entries func() []admin.Entry
 	now     func() time.Time
 }
 

@@ -3,6 +3,7 @@ package service
 import (
 	"io"
 	"net/http/httptest"
+	"staple/admin"
 	"strings"
 	"testing"
 	"time"
@@ -10,8 +11,8 @@ import (
 
 func TestMetricsExposition(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	m := NewMetrics(func() []StatusEntry {
-		return []StatusEntry{{Key: "k1", Names: []string{"a.test"}, Status: "good", NextUpdate: now.Add(90 * time.Second), MustStaple: true}}
+	m := NewMetrics(func() []admin.Entry {
+		return []admin.Entry{{Key: "k1", Names: []string{"a.test"}, Status: "good", NextUpdate: now.Add(90 * time.Second), MustStaple: true}}
 	}, func() bool { return true }, func() time.Time { return now })
 	m.Fetched("ok", 20*time.Millisecond)
 	m.Fetched("http_503", time.Second)
@@ -51,7 +52,7 @@ func TestMetricsExposition(t *testing.T) {
 }
 
 func BenchmarkMetricsHandshake(b *testing.B) {
-	m := NewMetrics(func() []StatusEntry { return nil }, nil, nil)
+	m := NewMetrics(func() []admin.Entry { return nil }, nil, nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Handshake(true, "")

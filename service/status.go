@@ -5,23 +5,10 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"staple/admin"
 	"strings"
 	"time"
 )
-
-// StatusEntry is one watched certificate as the status page, the admin API and `cache ls` show it.
-type StatusEntry struct {
-	Key         string    `json:"key"`
-	Names       []string  `json:"names"`
-	CertFile    string    `json:"cert_file,omitempty"`
-	MustStaple  bool      `json:"must_staple"`
-	Status      string    `json:"status"` // good, revoked, unknown, none (no valid response), n/a (no OCSP URL)
-	ThisUpdate  time.Time `json:"this_update,omitzero"`
-	NextUpdate  time.Time `json:"next_update,omitzero"`
-	NextRefresh time.Time `json:"next_refresh,omitzero"`
-	LastError   string    `json:"last_error,omitempty"`
-	Responder   string    `json:"responder,omitempty"`
-}
 
 // ConnInfo describes the TLS connection a status page request came on.
 type ConnInfo struct {
@@ -45,7 +32,7 @@ func WithConnInfo(ctx context.Context, ci *ConnInfo) context.Context {
 // StatusPage serves the built-in status page: HTML, or JSON when the request accepts application/json.
 type StatusPage struct {
 	// Entries returns the watched certificates; required.
-	Entries func() []StatusEntry
+	Entries func() []admin.Entry
 	// Ready reports readiness; nil means always ready.
 	Ready func() bool
 	// Now returns the current time; nil means time.Now.
@@ -58,7 +45,7 @@ type statusDoc struct {
 	Now          time.Time     `json:"now"`
 	Ready        bool          `json:"ready"`
 	Connection   *ConnInfo     `json:"connection,omitempty"`
-	Certificates []StatusEntry `json:"certificates"`
+	Certificates []admin.Entry `json:"certificates"`
 }
 
 func (p *StatusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +55,7 @@ func (p *StatusPage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	doc := statusDoc{Version: p.Version, Now: now().UTC(), Ready: p.Ready == nil || p.Ready(), Certificates: p.Entries()}
 	if doc.Certificates == nil {
-		doc.Certificates = []StatusEntry{}
+		doc.Certificates = []admin.Entry{}
 	}
 	doc.Connection, _ = r.Context().Value(connInfoKey{}).(*ConnInfo)
 	w.Header().Set("Cache-Control", "no-store")

@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 	"net/http/httptest"
+	"staple/admin"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,8 @@ func TestStatusPage(t *testing.T) {
 	p := &StatusPage{
 		Now:     func() time.Time { return now },
 		Version: "v1",
-		Entries: func() []StatusEntry {
-			return []StatusEntry{{Key: "0011223344556677:1000", Names: []string{"a.test", "<b>"}, Status: "revoked",
+		Entries: func() []admin.Entry {
+			return []admin.Entry{{Key: "0011223344556677:1000", Names: []string{"a.test", "<b>"}, Status: "revoked",
 				ThisUpdate: now.Add(-time.Hour), NextUpdate: now.Add(time.Hour), LastError: "http_503"}}
 		},
 	}
