@@ -29,6 +29,8 @@ var (
 	ErrTooManyRedirects    = errors.New("ocspfetch: too many redirects")
 	ErrRedirectScheme      = errors.New("ocspfetch: redirect to a scheme other than http or https")
 	ErrUnsupportedHashAlgo = errors.New("ocspfetch: unsupported CertID hash algorithm")
+	ErrNoNextUpdate        = errors.New("ocspfetch: response has no nextUpdate") // only with VerifyOptions.RequireNextUpdate
+	ErrWrongContentType    = errors.New("ocspfetch: responder sent a Content-Type other than application/ocsp-response")
 )
 
 // Non-successful responseStatus values (RFC 6960 §4.2.1). They arrive unsigned, so they are never cached as a
@@ -127,6 +129,7 @@ var reasons = []struct {
 	{ErrTooManyRedirects, "redirect_loop"},
 	{ErrRedirectScheme, "redirect_scheme"},
 	{ErrUnsupportedHashAlgo, "unsupported_hash"},
+	{ErrNoNextUpdate, "no_next_update"},
 	{ErrMalformedRequest, "malformed_request"},
 	{ErrInternalError, "internal_error"},
 	{ErrTryLater, "try_later"},
