@@ -1,0 +1,248 @@
+package tlsserver
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"slices"
+	"time"
+)
+
+// TLS extension numbers read from ClientHelloInfo.Extensions.
+const (
+	extStatusRequest        = 5
+	extExtendedMasterSecret = 23
+)
+
+// handshake is the per-connection state the crypto/tls hooks share. crypto/tls calls them one after the
+// other on the connection's goroutine (or an await goroutine's caller), so it needs no lock.
+type handshake struct {
+	srv  *Server
+	raw  net.Conn
+	ctx  context.Context // the handshake's: cancelled at its deadline
+	sc   *secureContext
+	keys *ticketKeySet
+
+	tls12  bool     // crypto/tls will take its TLS 1.2 path (GetCertificate before UnwrapSession)
+	ems    bool     // the client offered extended_master_secret
+	suites []uint16 // the client's cipher suites
+
+	// pending is this connection's copy of the certificate on a TLS 1.2 full-handshake candidate:
+	// crypto/tls reads OCSPStaple only when it writes CertificateStatus, after UnwrapSession, so
+	// OCSPRequest runs there, once resumption has been ruled out, as OpenSSL runs it only on full
+	// handshakes.
+	pending *tls.Certificate
+
+	resumedID   []byte // TLS 1.2: the session ID the client resumed with, reissued as its ticket
+	resumedMeta sessionMeta
+}
+
+// configForClient is the outer Config's GetConfigForClient: it picks the secure context by SNI (Node's
+// SNICallback) and returns a per-connection Config whose hooks are bound to this connection and its
+// handshake context. The ticket keys in force now are the ones this handshake uses.
+func (s *Server) configForClient(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+	rc, ok := chi.Conn.(*rawConn)
+	if !ok {
+		return nil, errForeignConn
+	}
+	h := &rc.c.hs
+	var contexts []*secureContext
+	if cs := s.contexts.Load(); cs != nil {
+		contexts = *cs
+	}
+	h.sc = match(contexts, chi.ServerName, s.def.Load())
+	h.ctx = chi.Context()
+	h.keys = s.keys.Load()
+	h.ems = slices.Contains(chi.Extensions, extExtendedMasterSecret)
+	h.suites = chi.CipherSuites
+	pc := h.sc.config.Clone()
+	maxVersion := pc.MaxVersion
+	if maxVersion == 0 {
+		maxVersion = tls.VersionTLS13
+	}
+	h.tls12 = maxVersion < tls.VersionTLS13 || !slices.Contains(chi.SupportedVersions, tls.VersionTLS13)
+	pc.GetCertificate = h.getCertificate
+	pc.WrapSession = h.wrapSession
+	pc.UnwrapSession = h.unwrapSession
+	return pc, nil
+}
+
+// getCertificate returns the secure context's certificate; when the client asked for status and the
+// server has an OCSPRequest hook, a per-connection copy with the hook's staple.
+//
+// TLS 1.3 calls it only on full handshakes (after PSK resumption was ruled out), so OCSPRequest runs here.
+// TLS 1.2 calls it before looking at the client's ticket, so OCSPRequest is deferred to unwrapSession.
+func (h *handshake) getCertificate(chi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cert := h.sc.cert
+	if h.srv.OCSPRequest == nil || !slices.Contains(chi.Extensions, extStatusRequest) {
+		return cert, nil
+	}
+	c := *cert
+	c.OCSPStaple = nil
+	if h.tls12 && !h.sc.config.SessionTicketsDisabled {
+		h.pending = &c
+		return &c, nil
+	}
+	staple, err := h.requestOCSP()
+	if err != nil {
+		// crypto/tls would send internal_error; Node destroys the socket without an alert.
+		h.raw.Close()
+		return nil, err
+	}
+	c.OCSPStaple = staple
+	return &c, nil
+}
+
+func (h *handshake) requestOCSP() ([]byte, error) {
+	hook, leaf, issuer := h.srv.OCSPRequest, h.sc.leaf, h.sc.issuer
+	staple, err := await(h.ctx, func(ctx context.Context) ([]byte, error) { return hook(ctx, leaf, issuer) })
+	if err != nil {
+		if h.ctx.Err() != nil {
+			return nil, h.ctx.Err()
+		}
+		return nil, &HookError{Hook: "OCSPRequest", Err: err}
+	}
+	return staple, nil
+}
+
+// storeMode reports whether sessions go to NewSession/ResumeSession rather than into tickets.
+func (h *handshake) storeMode() bool { return h.srv.NewSession != nil || h.srv.ResumeSession != nil }
+
+// wrapSession is crypto/tls's WrapSession: it returns the ticket for a session, either the session
+// encrypted under the ticket keys or, in store mode, a fresh session ID after NewSession has stored it.
+func (h *handshake) wrapSession(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+	if h.tls12 && cs.DidResume && h.resumedID != nil && h.storeMode() {
+		return h.resumedID, nil // the session and its secret are unchanged: Node emits no newSession
+	}
+	meta := sessionMeta{
+		version:   cs.Version,
+		suite:     cs.CipherSuite,
+		created:   h.srv.now().Unix(),
+		ems:       h.ems,
+		peerCerts: len(cs.PeerCertificates) > 0,
+	}
+	if h.tls12 && cs.DidResume {
+		meta.created = h.resumedMeta.created // crypto/tls keeps a TLS 1.2 session's creation time too
+	}
+	ss.Extra = append(ss.Extra, meta.marshal())
+	if !h.storeMode() {
+		return h.keys.cfg.EncryptTicket(cs, ss)
+	}
+	data, err := ss.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	id := make([]byte, sessionIDLen)
+	if _, err := io.ReadFull(h.srv.rand(), id); err != nil {
+		return nil, err
+	}
+	if hook := h.srv.NewSession; hook != nil {
+		_, err := await(h.ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, hook(ctx, id, data) })
+		if err != nil {
+			if h.ctx.Err() != nil {
+				return nil, h.ctx.Err()
+			}
+			return nil, &HookError{Hook: "NewSession", Err: err}
+		}
+	}
+	return id, nil
+}
+
+// sessionIDLen is the length of the session IDs given to NewSession, as OpenSSL's.
+const sessionIDLen = 32
+
+// unwrapSession is crypto/tls's UnwrapSession: it finds the session for a ticket (decrypting it, or in store
+// mode asking ResumeSession), keeps it only if it can resume here, and on a TLS 1.2 full handshake then
+// runs the deferred OCSPRequest. An error ends the handshake without an alert.
+func (h *handshake) unwrapSession(id []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+	ss, meta, err := h.lookup(id, cs)
+	if err != nil {
+		return nil, err
+	}
+	if ss != nil && !h.resumable(meta, cs) {
+		ss = nil
+	}
+	if ss != nil && h.tls12 {
+		h.resumedID, h.resumedMeta = slices.Clone(id), meta
+	}
+	if ss == nil && h.pending != nil {
+		c := h.pending
+		h.pending = nil
+		if c.OCSPStaple, err = h.requestOCSP(); err != nil {
+			return nil, err
+		}
+	}
+	return ss, nil
+}
+
+func (h *handshake) lookup(id []byte, cs tls.ConnectionState) (*tls.SessionState, sessionMeta, error) {
+	if len(id) == 0 { // TLS 1.2 asks even when the client sent no ticket
+		return nil, sessionMeta{}, nil
+	}
+	var ss *tls.SessionState
+	if h.storeMode() {
+		hook := h.srv.ResumeSession
+		if hook == nil {
+			return nil, sessionMeta{}, nil
+		}
+		data, err := await(h.ctx, func(ctx context.Context) ([]byte, error) { return hook(ctx, id) })
+		if err != nil {
+			if h.ctx.Err() != nil {
+				return nil, sessionMeta{}, h.ctx.Err()
+			}
+			return nil, sessionMeta{}, &HookError{Hook: "ResumeSession", Err: err}
+		}
+		if data == nil {
+			return nil, sessionMeta{}, nil
+		}
+		if ss, err = tls.ParseSessionState(data); err != nil {
+			return nil, sessionMeta{}, nil // from another Go version, or not a session: a miss
+		}
+	} else {
+		var err error
+		if ss, err = h.keys.cfg.DecryptTicket(id, cs); err != nil || ss == nil {
+			return nil, sessionMeta{}, nil
+		}
+	}
+	meta, ok := findSessionMeta(ss)
+	if !ok {
+		return nil, sessionMeta{}, nil
+	}
+	return ss, meta, nil
+}
+
+// resumable reports whether a session found for this handshake will be resumed: it is younger than
+// SessionTimeout, and, for TLS 1.2, crypto/tls's own checks will accept it (same version, a cipher suite
+// the client still offers, extended master secret and client certificates as the session had them). The
+// TLS 1.2 checks matter because OCSPRequest runs only when the handshake will be full.
+func (h *handshake) resumable(m sessionMeta, cs tls.ConnectionState) bool {
+	if t := h.srv.sessionTimeout(); t > 0 && h.srv.now().Sub(time.Unix(m.created, 0)) > t {
+		return false
+	}
+	if m.version != cs.Version {
+		return false
+	}
+	if !h.tls12 {
+		return true // crypto/tls decides, before OCSPRequest could run
+	}
+	switch {
+	case !slices.Contains(h.suites, m.suite):
+		return false
+	case !m.ems && h.ems:
+		return false
+	case m.peerCerts && !h.sc.request:
+		return false
+	case !m.peerCerts && h.sc.reject:
+		return false
+	}
+	return true
+}
+
+// authorize verifies the client's certificate against the context's CA and reports it as Node does.
+func (x *secureContext) authorize(cs tls.ConnectionState, now time.Time) (bool, string, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return false, "UNABLE_TO_GET_ISSUER_CERT", nil
+	}
+	return verifyClient(cs.PeerCertificates, x.src.CA, now)
+}
