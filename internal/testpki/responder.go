@@ -240,6 +240,13 @@ func (r *Responder) Counts() (get, post int) {
 	return r.gets, r.posts
 }
 
+// Connections returns how many connections the responder has accepted.
+func (r *Responder) Connections() int {
+	r.listener.mu.Lock()
+	defer r.listener.mu.Unlock()
+	return r.listener.accepted
+}
+
 // Seen returns what the responder recorded of every request so far, in order.
 func (r *Responder) Seen() []Seen {
 	r.mu.Lock()
@@ -507,10 +514,11 @@ func readRequest(req *http.Request) ([]byte, error) {
 type gateListener struct {
 	addr net.Addr
 
-	mu      sync.Mutex
-	inner   net.Listener // nil while paused
-	resumed chan struct{}
-	closed  bool
+	mu       sync.Mutex
+	inner    net.Listener // nil while paused
+	resumed  chan struct{}
+	closed   bool
+	accepted int
 }
 
 func (l *gateListener) Accept() (net.Conn, error) {
@@ -528,6 +536,9 @@ func (l *gateListener) Accept() (net.Conn, error) {
 		}
 		c, err := inner.Accept()
 		if err == nil {
+			l.mu.Lock()
+			l.accepted++
+			l.mu.Unlock()
 			return c, nil
 		}
 		l.mu.Lock()
