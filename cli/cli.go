@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Env is what a command may touch of the process: its output streams and facts fixed at build time.
@@ -16,6 +17,15 @@ type Env struct {
 	Stderr io.Writer
 	// Version is the version set at link time; empty means "take it from the build information".
 	Version string
+	// Now returns the current time; nil means time.Now. Tests fix it for golden output.
+	Now func() time.Time
+}
+
+func (e Env) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
 }
 
 // command is one subcommand. A command with subcommands (cache, lab) dispatches in its run function.
@@ -29,6 +39,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		versionCommand(),
+		cacheCommand(),
 	}
 }
 

@@ -33,6 +33,8 @@ const (
 	DefaultMaxResponse      = 64 << 10
 	DefaultReloadTimeout    = 30 * time.Second
 	DefaultSessionTTL       = 300 * time.Second
+	// DatabaseName is the cache file's name in the data directory.
+	DatabaseName = "cache.db"
 )
 
 // Config is staple serve's configuration: a TOML file, flags, or both (flags win).

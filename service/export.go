@@ -54,7 +54,7 @@ func (e *exporter) export(ctx context.Context, certFile string, key certs.Key, d
 		data = []byte(base64.StdEncoding.EncodeToString(der) + "\n")
 	}
 	path := e.path(certFile, key)
-	if err := writeFileAtomic(path, data, 0o644); err != nil {
+	if err := WriteFileAtomic(path, data, 0o644); err != nil {
 		return path, err
 	}
 	if len(e.cfg.Reload) > 0 {
@@ -122,9 +122,9 @@ func (e *exporter) reload(ctx context.Context) {
 	ev.Strs("command", e.cfg.Reload).Dur("took", time.Since(start)).Str("output", strings.TrimSpace(out.String())).Msg("export reload command")
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same directory, synced before it is
-// renamed over path.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// WriteFileAtomic writes data to path through a temporary file in the same directory, synced before it is
+// renamed over path: a reader sees the old file or the new one, never a part.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
