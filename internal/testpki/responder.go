@@ -288,7 +288,7 @@ func (r *Responder) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Unlock()
 
 	if strings.HasPrefix(req.URL.Path, "/loop/") {
-		http.Redirect(w, req, "/loop"+req.URL.Path, http.StatusTemporaryRedirect)
+		http.Redirect(w, req, "/loop"+req.URL.EscapedPath(), http.StatusTemporaryRedirect)
 		return
 	}
 	fault := FaultNone
@@ -390,9 +390,9 @@ func (r *Responder) httpFault(w http.ResponseWriter, req *http.Request, f Fault)
 	case FaultUnauthorized:
 		writeDER(w, ErrorResponse(Unauthorized))
 	case FaultRedirect:
-		http.Redirect(w, req, "/moved"+req.URL.Path, http.StatusTemporaryRedirect)
+		http.Redirect(w, req, "/moved"+req.URL.EscapedPath(), http.StatusTemporaryRedirect)
 	case FaultRedirectLoop:
-		http.Redirect(w, req, "/loop"+req.URL.Path, http.StatusTemporaryRedirect)
+		http.Redirect(w, req, "/loop"+req.URL.EscapedPath(), http.StatusTemporaryRedirect)
 	case FaultRedirectScheme:
 		w.Header().Set("Location", "ftp://"+req.Host+req.URL.Path)
 		w.WriteHeader(http.StatusFound)

@@ -125,6 +125,7 @@ func TestResponderFaultQueueAndRefusal(t *testing.T) {
 		}
 	}
 	r.Fail(FaultRefused)
+	c.CloseIdleConnections() // the closed keep-alive connection would fail with EOF, not a refusal
 	if _, _, err := post(t, c, r.URL, reqDER); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("refused: %v", err)
 	}
