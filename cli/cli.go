@@ -40,6 +40,7 @@ func commands() []command {
 	return []command{
 		versionCommand(),
 		cacheCommand(),
+		checkCommand(),
 	}
 }
 
