@@ -10,6 +10,7 @@ import (
 	"staple/admin"
 	"staple/cache"
 	"staple/certs"
+	"staple/ocspfetch"
 	"staple/service"
 )
 
@@ -45,7 +46,11 @@ func openBackend(ctx context.Context, env Env, dataDir string, mode access) (adm
 	case err != nil:
 		return nil, nil, err
 	}
-	return &admin.OfflineBackend{Store: store, Now: env.now}, func() { store.Close() }, nil
+	b := &admin.OfflineBackend{Store: store, Now: env.now}
+	if mode == writeCache {
+		b.Fetcher = &ocspfetch.Client{UserAgent: "staple/" + Version(env), Now: env.Now}
+	}
+	return b, func() { store.Close() }, nil
 }
 
 // resolveRef turns a KEY operand, or the path of a certificate file (with an optional issuer file), into the

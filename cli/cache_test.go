@@ -186,7 +186,7 @@ func TestCacheErrors(t *testing.T) {
 		{"no cache", []string{"cache", "ls", "--data-dir", empty}, ExitFailure, "no cache at " + filepath.Join(empty, service.DatabaseName)},
 		{"bad format", []string{"cache", "export", "00:01", "--format", "pem", "--data-dir", f.dir}, ExitUsage, `--format "pem"`},
 		{"import without cert", []string{"cache", "import", "r.der", "--data-dir", f.dir}, ExitUsage, "cache import: give one RESP.der and --cert"},
-		{"refresh offline without fetcher", []string{"cache", "refresh", "--data-dir", f.dir}, ExitFailure, "read-only"},
+		{"refresh offline, responder unreachable", []string{"cache", "refresh", "00:01", "--data-dir", f.dir}, ExitFailure, "admin: no cached certificate matches"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,5 +195,44 @@ func TestCacheErrors(t *testing.T) {
 				t.Errorf("exit %d %q; want %d and %q", ExitCode(err), Message(err), tt.code, tt.want)
 			}
 		})
+	}
+}
+
+// TestCacheRefreshOffline: with no service running, refresh fetches itself, stores what verifies and
+// records the attempt; revocation at the responder shows at once.
+func TestCacheRefreshOffline(t *testing.T) {
+	root := testpki.NewRoot(t, "Refresh Root", testpki.ECDSAP256)
+	ca := root.NewIntermediate(t, "Refresh CA", testpki.ECDSAP256)
+	resp := testpki.NewResponder(t, ca, testpki.ResponderOptions{Now: testpki.Epoch})
+	leaf := ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"fresh.test"}, OCSPURLs: []string{resp.URL}})
+	dir := t.TempDir()
+	store, err := cache.Open(filepath.Join(dir, service.DatabaseName), cache.Options{Now: testpki.Epoch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := certs.NewKey(ca.Cert, leaf.Cert)
+	store.PutCert(key, cache.Cert{Leaf: leaf.Cert.Raw, Issuer: ca.Cert.Raw, URLs: leaf.Cert.OCSPServer, Added: testpki.Epoch()})
+	store.Close()
+
+	now := testpki.Epoch()
+	out, err := run(t, now, "cache", "refresh", "--data-dir", dir)
+	if err != nil || !strings.Contains(out, key.String()+"  good") {
+		t.Fatalf("refresh: %v\n%s", err, out)
+	}
+	resp.Revoke(leaf.Cert.SerialNumber, now.Add(-time.Minute), 1)
+	resp.FailNext(testpki.Fault500)
+	if _, err := run(t, now, "cache", "refresh", key.String(), "--data-dir", dir); err == nil {
+		t.Error("refresh through a 500: want an error")
+	}
+	out, err = run(t, now, "cache", "show", key.String(), "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "Status:        good") || !strings.Contains(out, "http_500") {
+		t.Errorf("after a failed refresh the good response stays and the failure is in the history: %v\n%s", err, out)
+	}
+	if _, err := run(t, now.Add(time.Second), "cache", "refresh", key.String(), "--data-dir", dir); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = run(t, now.Add(time.Second), "cache", "ls", "--data-dir", dir)
+	if !strings.Contains(out, "revoked") {
+		t.Errorf("revocation not seen:\n%s", out)
 	}
 }
