@@ -1,0 +1,78 @@
+package stapler
+
+import (
+	"crypto/x509"
+	"net/url"
+	"time"
+
+	"staple/cache"
+	"staple/certs"
+)
+
+// state is where an entry is in its fetch cycle.
+type state int
+
+const (
+	idle       state = iota
+	queued           // waiting in its host's queue for a free slot
+	fetching         // a fetch is in flight
+	persisting       // the fetch is done; its outcome is being written to storage
+)
+
+// entry is the stapler's state for one certificate. Every field is guarded by Stapler.mu.
+type entry struct {
+	key certs.Key
+	// leaf and issuer are nil for an entry restored from storage until its first fetch loads them.
+	leaf, issuer *x509.Certificate
+	urls         []string
+	host         string // responder host the per-host limit counts against
+	mustStaple   bool
+
+	// refs counts Watch calls not yet matched by Unwatch. An entry restored from storage has refs 0 and is
+	// kept fresh all the same; hasCert says storage holds (or Watch gave) what a fetch needs.
+	refs    int
+	hasCert bool
+
+	resp *cache.Response // newest accepted response, nil when none
+
+	state    state
+	next     time.Time // when the next fetch is due
+	failures int       // consecutive failures (or responses already due when they arrived)
+	lastErr  error
+	lastTry  time.Time
+	// attempted is set once a fetch has finished since Start, whatever its outcome.
+	attempted bool
+	// again asks for another fetch as soon as the one in flight ends (Refresh during a fetch).
+	again bool
+	// waiters are closed when the next fetch to start has finished; Refresh waits on them.
+	waiters []chan struct{}
+	// dirty is set while resp has not reached storage.
+	dirty bool
+	// expiredSeen is set once the Expired event has been raised for resp.
+	expiredSeen bool
+	timer       *time.Timer // retry wake-up
+	history     []cache.Attempt
+	removed     bool
+}
+
+func (e *entry) fetchable() bool { return e.hasCert && !e.removed }
+
+func (e *entry) stopTimer() {
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+}
+
+// responderHost returns the host of the first responder URL, the one the per-host limit counts against; ""
+// for none.
+func responderHost(urls []string) string {
+	if len(urls) == 0 {
+		return ""
+	}
+	u, err := url.Parse(urls[0])
+	if err != nil {
+		return urls[0]
+	}
+	return u.Host
+}

@@ -1,0 +1,301 @@
+package stapler
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"staple/cache"
+	"staple/certs"
+	"staple/ocspfetch"
+)
+
+// outcome is what one fetch changed, to be written to storage outside the lock.
+type outcome struct {
+	resp    *cache.Response // the response accepted, nil when the fetch failed
+	attempt cache.Attempt
+	events  []Event
+}
+
+// fetch runs one fetch of e in its own goroutine: network I/O with no lock held, then the index updated under
+// the lock, then storage written with no lock held. The index never waits for the disk.
+func (s *Stapler) fetch(e *entry, waiters []chan struct{}) {
+	defer s.wg.Done()
+	start := s.now()
+	leaf, issuer, err := s.certificates(e)
+	var resp *ocspfetch.Response
+	if err == nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
+		resp, err = s.cfg.Fetcher.Fetch(ctx, leaf, issuer)
+		cancel()
+		if err == nil && resp == nil {
+			err = errors.New("stapler: fetcher returned neither a response nor an error")
+		}
+	}
+	now := s.now()
+	s.metrics.fetches.Add(1)
+
+	s.mu.Lock()
+	s.busy--
+	if s.hostBusy[e.host]--; s.hostBusy[e.host] <= 0 {
+		delete(s.hostBusy, e.host)
+	}
+	s.dispatchLocked()
+	out := s.applyLocked(e, resp, err, start, now)
+	e.state = persisting
+	s.mu.Unlock()
+
+	s.emit(out.events)
+	persisted := s.store(e.key, out)
+
+	s.mu.Lock()
+	e.state = idle
+	if persisted && e.resp == out.resp {
+		e.dirty = false
+	}
+	if s.cfg.Storage == nil {
+		e.history = append(e.history, out.attempt)
+		if len(e.history) > cache.MaxHistory {
+			e.history = e.history[len(e.history)-cache.MaxHistory:]
+		}
+	}
+	if e.again || len(e.waiters) > 0 {
+		e.next = now
+	}
+	s.scheduleLocked(e, s.now())
+	s.dispatchLocked()
+	s.mu.Unlock()
+	for _, w := range waiters {
+		close(w)
+	}
+}
+
+// certificates returns what a fetch of e needs: the certificates Watch gave, or those of its stored record.
+func (s *Stapler) certificates(e *entry) (leaf, issuer *x509.Certificate, err error) {
+	s.mu.Lock()
+	leaf, issuer = e.leaf, e.issuer
+	s.mu.Unlock()
+	if leaf != nil && issuer != nil {
+		return leaf, issuer, nil
+	}
+	if s.cfg.Storage == nil {
+		return nil, nil, fmt.Errorf("%w: %s", ErrNoCertificate, e.key)
+	}
+	c, err := s.cfg.Storage.Cert(e.key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrNoCertificate, e.key, err)
+	}
+	if leaf, err = x509.ParseCertificate(c.Leaf); err == nil {
+		issuer, err = x509.ParseCertificate(c.Issuer)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: stored certificate: %w", ErrNoCertificate, e.key, err)
+	}
+	// The parsed certificates are not kept: an entry nobody watches costs its response and little more.
+	return leaf, issuer, nil
+}
+
+// applyLocked decides what a fetch means: the new response replaces the one held (and the index entry) only if
+// it is valid now and not older; a failure keeps the response held and schedules a retry with backoff.
+func (s *Stapler) applyLocked(e *entry, resp *ocspfetch.Response, err error, start, now time.Time) outcome {
+	var out outcome
+	out.attempt = cache.Attempt{Time: now, Latency: now.Sub(start), URL: firstURL(e.urls)}
+	e.lastTry, e.attempted = now, true
+	if e.removed {
+		out.attempt.Reason = "removed"
+		return out
+	}
+	if err == nil {
+		if resp.HTTP.URL != "" {
+			out.attempt.URL = resp.HTTP.URL
+		}
+		if resp.HTTP.Latency > 0 {
+			out.attempt.Latency = resp.HTTP.Latency
+		}
+		switch expires := resp.Expiry(s.cfg.Policy.TTL()); {
+		case !now.Before(expires):
+			err = fmt.Errorf("stapler: %s: %w (at %s)", e.key, ocspfetch.ErrExpired, expires.UTC().Format(time.RFC3339))
+		case e.resp != nil && resp.ThisUpdate.Before(e.resp.ThisUpdate):
+			err = fmt.Errorf("%w: %s: thisUpdate %s, held %s", ErrOlderResponse, e.key,
+				resp.ThisUpdate.UTC().Format(time.RFC3339), e.resp.ThisUpdate.UTC().Format(time.RFC3339))
+		}
+	}
+	if err != nil {
+		s.failLocked(e, err, now, &out)
+		return out
+	}
+	s.acceptLocked(e, resp, now, &out)
+	return out
+}
+
+func (s *Stapler) failLocked(e *entry, err error, now time.Time, out *outcome) {
+	e.failures++
+	e.lastErr = err
+	reason := reasonOf(err)
+	out.attempt.Reason, out.attempt.Error = reason, err.Error()
+	var he *ocspfetch.HTTPError
+	if errors.As(err, &he) && he.URL != "" {
+		out.attempt.URL = he.URL
+	}
+	var validUntil time.Time
+	if e.resp != nil && e.resp.ValidAt(now) {
+		validUntil = e.resp.Expires
+	}
+	var retryAfter time.Duration
+	if he != nil {
+		retryAfter = he.RetryAfter
+	}
+	failures := e.failures
+	if quiet(err) {
+		failures = 64 // nothing to ask: retry at the slow end of the backoff
+	}
+	e.next = s.cfg.Policy.Backoff(failures, now, validUntil, retryAfter, s.rnd)
+	s.metrics.failed(reason)
+	if !quiet(err) {
+		ev := s.event(FetchFailed, e, now)
+		ev.Err, ev.Reason, ev.URL = err, reason, out.attempt.URL
+		out.events = append(out.events, ev)
+	} else {
+		s.log.Debug().Str("key", e.key.String()).Str("reason", reason).Msg("nothing to fetch")
+	}
+}
+
+func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time, out *outcome) {
+	expires := resp.Expiry(s.cfg.Policy.TTL())
+	next := s.cfg.Policy.RefreshAt(resp, now, s.rnd)
+	if next.After(now) {
+		e.failures = 0
+	} else {
+		// The response is already past its refresh point (a stale cache in front of the responder): keep it,
+		// but ask again with backoff rather than at once.
+		e.failures++
+		next = s.cfg.Policy.Backoff(e.failures, now, expires, 0, s.rnd)
+	}
+	rec := cache.ResponseFrom(resp, expires, next)
+	if rec.Fetched.IsZero() {
+		rec.Fetched = now
+	}
+	prev := e.resp
+	e.resp, e.next, e.lastErr, e.expiredSeen = &rec, next, nil, false
+	e.dirty = s.cfg.Storage != nil
+	if s.stapleable(rec.Status) {
+		s.index.Put(e.key, &cache.Staple{Raw: rec.Raw, Expires: expires, Status: rec.Status, ThisUpdate: rec.ThisUpdate})
+	} else {
+		s.index.Delete(e.key)
+	}
+	out.resp = &rec
+	out.attempt.Reason, out.attempt.Status = "ok", rec.Status
+	s.metrics.accepted(rec.Status)
+	if prev == nil || prev.Status != rec.Status {
+		ev := s.event(StatusChanged, e, now)
+		if prev != nil {
+			ev.Previous, ev.HadPrevious = prev.Status, true
+		}
+		ev.URL = out.attempt.URL
+		out.events = append(out.events, ev)
+		if rec.Status == ocspfetch.Revoked {
+			s.metrics.revocations.Add(1)
+		}
+	}
+}
+
+// store writes a fetch's outcome: the response (whose failure is logged, counted, reported, and retried by the
+// sweep) and the attempt (whose failure is logged and counted). It reports whether the response, if any, is
+// now at rest.
+func (s *Stapler) store(key certs.Key, out outcome) bool {
+	st := s.cfg.Storage
+	if st == nil {
+		return true
+	}
+	ok := true
+	if out.resp != nil {
+		ok = s.persist(key, *out.resp)
+	}
+	if out.attempt.Reason != "" && out.attempt.Reason != "removed" {
+		if err := st.AddAttempt(key, out.attempt); err != nil {
+			s.metrics.historyFailures.Add(1)
+			s.log.Warn().Err(err).Str("key", key.String()).Msg("fetch history not stored")
+		}
+	}
+	return ok
+}
+
+// persist writes one response and raises Persisted or PersistFailed.
+func (s *Stapler) persist(key certs.Key, r cache.Response) bool {
+	err := s.cfg.Storage.PutResponse(key, r)
+	if errors.Is(err, cache.ErrOlder) {
+		s.log.Warn().Err(err).Str("key", key.String()).Msg("storage holds a newer response; kept")
+		err = nil
+	}
+	ev := Event{Kind: Persisted, Key: key, Time: s.now(), Status: r.Status, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate}
+	if err != nil {
+		s.metrics.persistFailures.Add(1)
+		ev.Kind, ev.Err = PersistFailed, err
+	} else {
+		s.metrics.persisted.Add(1)
+	}
+	s.emit([]Event{ev})
+	return err == nil
+}
+
+// persistBacklog writes again every response whose write failed.
+func (s *Stapler) persistBacklog() {
+	if s.cfg.Storage == nil {
+		return
+	}
+	type item struct {
+		e   *entry
+		rec *cache.Response
+	}
+	var todo []item
+	s.mu.Lock()
+	for _, e := range s.entries {
+		if e.dirty && e.state == idle && !e.removed && e.resp != nil {
+			e.state = persisting
+			todo = append(todo, item{e, e.resp})
+		}
+	}
+	s.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	ok := make([]bool, len(todo))
+	for i, it := range todo {
+		ok[i] = s.persist(it.e.key, *it.rec)
+	}
+	s.mu.Lock()
+	now := s.now()
+	for i, it := range todo {
+		it.e.state = idle
+		if ok[i] && it.e.resp == it.rec {
+			it.e.dirty = false
+		}
+		s.scheduleLocked(it.e, now)
+	}
+	s.dispatchLocked()
+	s.mu.Unlock()
+}
+
+// reasonOf is ocspfetch.Reason with the stapler's own failures named.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, ErrOlderResponse):
+		return "older_response"
+	case errors.Is(err, ErrNoCertificate):
+		return "no_certificate"
+	}
+	return ocspfetch.Reason(err)
+}
+
+// quiet reports failures that are a normal state rather than trouble: a certificate without a responder URL
+// (Let's Encrypt's since 2025) has nothing to staple.
+func quiet(err error) bool { return errors.Is(err, ocspfetch.ErrNoResponderURL) }
+
+func firstURL(urls []string) string {
+	if len(urls) == 0 {
+		return ""
+	}
+	return urls[0]
+}

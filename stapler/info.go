@@ -1,0 +1,123 @@
+package stapler
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"staple/cache"
+	"staple/certs"
+	"staple/ocspfetch"
+)
+
+// Info describes one certificate's staple, for the status page, the admin API and the CLI.
+type Info struct {
+	Key        certs.Key
+	URLs       []string
+	MustStaple bool
+	// Watched is set while Watch references the certificate; an entry restored from storage and not watched
+	// again is still kept fresh. Fetchable is false for a stored response without its certificate.
+	Watched, Fetchable bool
+
+	// HasResponse is set when a verified response is held; the fields below it describe that response.
+	HasResponse            bool
+	Status                 ocspfetch.Status
+	ThisUpdate, NextUpdate time.Time
+	Expires, Fetched       time.Time
+	URL                    string // the responder that answered
+	// Raw is the DER response held (shared: do not modify).
+	Raw []byte
+	// Stapled is set when Staple hands out the response now.
+	Stapled bool
+	// Persisted is set when the response held has reached storage.
+	Persisted bool
+
+	// NextRefresh is when the next fetch is due; State is "idle", "queued", "fetching" or "persisting".
+	NextRefresh time.Time
+	State       string
+	// Failures counts consecutive failed fetches; LastAttempt, LastReason and LastError describe the last one.
+	Failures    int
+	LastAttempt time.Time
+	LastReason  string
+	LastError   string
+	// History is the last fetch attempts, oldest first (filled by Entry only).
+	History []cache.Attempt
+
+	lastErr error
+}
+
+var stateNames = [...]string{idle: "idle", queued: "queued", fetching: "fetching", persisting: "persisting"}
+
+func (s *Stapler) infoLocked(e *entry, now time.Time) Info {
+	in := Info{
+		Key: e.key, URLs: e.urls, MustStaple: e.mustStaple, Watched: e.refs > 0, Fetchable: e.fetchable(),
+		NextRefresh: e.next, State: stateNames[e.state], Failures: e.failures, LastAttempt: e.lastTry,
+		lastErr: e.lastErr,
+	}
+	if e.lastErr != nil {
+		in.LastError, in.LastReason = e.lastErr.Error(), reasonOf(e.lastErr)
+	}
+	if r := e.resp; r != nil {
+		in.HasResponse, in.Status, in.ThisUpdate, in.NextUpdate = true, r.Status, r.ThisUpdate, r.NextUpdate
+		in.Expires, in.Fetched, in.URL, in.Raw = r.Expires, r.Fetched, r.URL, r.Raw
+		in.Stapled = r.ValidAt(now) && s.stapleable(r.Status)
+		in.Persisted = !e.dirty
+	}
+	return in
+}
+
+// Entries returns every certificate the stapler knows, in key order, without history.
+func (s *Stapler) Entries() []Info {
+	s.mu.Lock()
+	now := s.now()
+	out := make([]Info, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, s.infoLocked(e, now))
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Info) int { return bytes.Compare(a.Key.Bytes(), b.Key.Bytes()) })
+	return out
+}
+
+// Entry returns one certificate with its fetch history.
+func (s *Stapler) Entry(key certs.Key) (Info, bool) {
+	s.mu.Lock()
+	e := s.entries[key]
+	if e == nil {
+		s.mu.Unlock()
+		return Info{}, false
+	}
+	in := s.infoLocked(e, s.now())
+	in.History = slices.Clone(e.history)
+	s.mu.Unlock()
+	if s.cfg.Storage != nil {
+		h, err := s.cfg.Storage.History(key)
+		if err != nil {
+			s.log.Warn().Err(err).Str("key", key.String()).Msg("fetch history unreadable")
+		}
+		in.History = h
+	}
+	return in, true
+}
+
+// ErrUnhealthy is wrapped by Healthy's errors.
+var ErrUnhealthy = errors.New("stapler: unhealthy")
+
+// Healthy returns nil when every response held has reached storage and every Must-Staple certificate can be
+// stapled; otherwise an error (wrapping ErrUnhealthy) that says what is wrong.
+func (s *Stapler) Healthy() error {
+	m := s.Metrics()
+	var problems []error
+	if m.PersistBacklog > 0 {
+		problems = append(problems, fmt.Errorf("%d responses not yet stored", m.PersistBacklog))
+	}
+	if m.MustStapleBad > 0 {
+		problems = append(problems, fmt.Errorf("%d Must-Staple certificates without a valid response", m.MustStapleBad))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrUnhealthy, errors.Join(problems...))
+}

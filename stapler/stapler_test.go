@@ -1,0 +1,531 @@
+package stapler
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"staple/cache"
+	"staple/certs"
+	"staple/internal/testpki"
+	"staple/ocspfetch"
+)
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no fetcher", Config{}},
+		{"bad cron spec", Config{Fetcher: newFakeResponder(t, nil, day), Sweep: "every thirty seconds"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.cfg); err == nil {
+				t.Error("New accepted the configuration")
+			}
+		})
+	}
+}
+
+func TestWatchTwiceFetchesOnce(t *testing.T) {
+	ca := testpki.NewRoot(t, "twice CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		fake := newFakeResponder(t, ca, 4*day)
+		s := mustNew(t, Config{Fetcher: fake})
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		k1, err1 := s.Watch(chain)
+		k2, err2 := s.Watch(chain)
+		synctest.Wait()
+		if err1 != nil || err2 != nil || k1 != k2 {
+			t.Fatalf("Watch twice: %v %v, keys %v %v", err1, err2, k1, k2)
+		}
+		if n := len(fake.log()); n != 1 {
+			t.Errorf("%d fetches for a certificate watched twice, want 1", n)
+		}
+		if s.Staple(k1) == nil {
+			t.Fatal("no staple after the fetch")
+		}
+		if err := s.Unwatch(k1); err != nil {
+			t.Fatal(err)
+		}
+		if s.Staple(k1) == nil {
+			t.Error("the first Unwatch dropped a certificate still watched once")
+		}
+		if err := s.Unwatch(k1); err != nil {
+			t.Fatal(err)
+		}
+		if s.Staple(k1) != nil {
+			t.Error("a certificate no longer watched is still stapled")
+		}
+		if err := s.Unwatch(k1); !errors.Is(err, ErrNotWatched) {
+			t.Errorf("Unwatch of an unwatched key: %v, want ErrNotWatched", err)
+		}
+		if _, ok := s.Entry(k1); ok {
+			t.Error("Entry of an unwatched key")
+		}
+	})
+}
+
+func TestWatchNeedsIssuer(t *testing.T) {
+	ca := testpki.NewRoot(t, "no issuer CA", testpki.ECDSAP256)
+	leaf := ca.Issue(t, testpki.LeafOptions{})
+	chain, err := certs.NewChain([]*x509.Certificate{leaf.Cert}, leaf.Key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustNew(t, Config{Fetcher: newFakeResponder(t, ca, day)})
+	if _, err := s.Watch(chain); !errors.Is(err, ocspfetch.ErrNoIssuer) {
+		t.Errorf("Watch of a chain without issuer: %v, want ocspfetch.ErrNoIssuer", err)
+	}
+}
+
+// TestRestartServesWithoutFetch closes the stapler and the store, reopens both, and checks that the first
+// lookup returns the staple with no fetch, and that the history survived.
+func TestRestartServesWithoutFetch(t *testing.T) {
+	ca := testpki.NewRoot(t, "restart CA", testpki.ECDSAP256)
+	path := tempStorePath(t)
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}, MustStaple: true})
+		fake := newFakeResponder(t, ca, 4*day)
+		store, err := cache.Open(path, cache.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := New(Config{Fetcher: fake, Storage: store, Rand: noJitter})
+		s.Start()
+		key, _ := s.Watch(chain)
+		synctest.Wait()
+		before := s.Staple(key)
+		if before == nil {
+			t.Fatal("no staple before the restart")
+		}
+		s.Close(context.Background())
+		store.Close()
+
+		time.Sleep(time.Hour) // the restart takes a while; the response is still valid
+		store2, err := cache.Open(path, cache.Options{})
+		if err != nil {
+			t.Fatalf("reopening: %v", err)
+		}
+		defer store2.Close()
+		var calls atomic.Int32
+		counting := fetcherFunc(func(ctx context.Context, leaf, issuer *x509.Certificate) (*ocspfetch.Response, error) {
+			calls.Add(1)
+			return fake.Fetch(ctx, leaf, issuer)
+		})
+		s2 := mustNew(t, Config{Fetcher: counting, Storage: store2, Rand: noJitter})
+		if err := s2.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if got := s2.Staple(key); !bytes.Equal(got, before) {
+			t.Fatalf("first lookup after the restart: %d bytes, want the %d stored", len(got), len(before))
+		}
+		if !s2.Ready() {
+			t.Error("not Ready after a warm start with a valid response")
+		}
+		synctest.Wait()
+		if n := calls.Load(); n != 0 {
+			t.Errorf("%d fetches after the restart, want 0", n)
+		}
+		info, ok := s2.Entry(key)
+		if !ok || !info.Fetchable || !info.MustStaple || len(info.History) != 1 || !info.History[0].OK() {
+			t.Errorf("entry after the restart: %+v", info)
+		}
+		// The restored entry still refreshes on schedule (midpoint: two days after the first fetch, within a
+		// sweep), from its stored certificate.
+		time.Sleep(t0.Add(2*day + time.Minute).Sub(time.Now()))
+		synctest.Wait()
+		if n := calls.Load(); n != 1 {
+			t.Errorf("%d fetches at the refresh time after the restart, want 1", n)
+		}
+		info, _ = s2.Entry(key)
+		if late := info.ThisUpdate.Sub(t0.Add(2 * day)); info.LastError != "" || late < 0 || late > 30*time.Second {
+			t.Errorf("refresh of a restored entry came %v after its time: %q", late, info.LastError)
+		}
+	})
+}
+
+type fetcherFunc func(ctx context.Context, leaf, issuer *x509.Certificate) (*ocspfetch.Response, error)
+
+func (f fetcherFunc) Fetch(ctx context.Context, leaf, issuer *x509.Certificate) (*ocspfetch.Response, error) {
+	return f(ctx, leaf, issuer)
+}
+
+// TestWarmStartFetchesMissing: at start, certificates whose stored response expired (or that have none) are
+// fetched at once; those with a valid one are not.
+func TestWarmStartFetchesMissing(t *testing.T) {
+	ca := testpki.NewRoot(t, "warm CA", testpki.ECDSAP256)
+	path := tempStorePath(t)
+	synctest.Test(t, func(t *testing.T) {
+		fresh := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		stale := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}, MustStaple: true})
+		fake := newFakeResponder(t, ca, 4*day)
+		store := openStore(t, path)
+		s, _ := New(Config{Fetcher: fake, Storage: store})
+		s.Start()
+		kFresh, _ := s.Watch(fresh)
+		kStale, _ := s.Watch(stale)
+		synctest.Wait()
+		s.Close(context.Background())
+		// Make the second one's response expired, as if the service had been down for days.
+		r, _ := store.Response(kStale)
+		r.Expires = time.Now().Add(-time.Second)
+		store.DeleteResponse(kStale)
+		if err := store.PutResponse(kStale, r); err != nil {
+			t.Fatal(err)
+		}
+		before := len(fake.log())
+
+		s2 := mustNew(t, Config{Fetcher: fake, Storage: store})
+		if err := s2.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if s2.Staple(kStale) != nil {
+			t.Error("an expired stored response is served")
+		}
+		if s2.Ready() {
+			t.Error("Ready before the Must-Staple certificate's fetch")
+		}
+		synctest.Wait()
+		reqs := fake.log()[before:]
+		if len(reqs) != 1 || reqs[0].serial != stale.Leaf.SerialNumber.String() {
+			t.Errorf("fetches after the warm start: %+v, want one, of the stale certificate", reqs)
+		}
+		if s2.Staple(kStale) == nil || s2.Staple(kFresh) == nil || !s2.Ready() {
+			t.Error("not both stapled and ready after the warm start's fetch")
+		}
+	})
+}
+
+// TestPerHostLimit watches 1,000 certificates behind one responder and checks that no more than MaxPerHost
+// requests are ever in flight to it, and that all are fetched.
+func TestPerHostLimit(t *testing.T) {
+	ca := testpki.NewRoot(t, "busy CA", testpki.ECDSAP256)
+	chains := make([]*certs.Chain, 1000)
+	for i := range chains {
+		chains[i] = leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.busy.test/"}})
+	}
+	synctest.Test(t, func(t *testing.T) {
+		fake := newFakeResponder(t, ca, 4*day)
+		fake.latency = 200 * time.Millisecond
+		s := mustNew(t, Config{Fetcher: fake})
+		s.Start()
+		keys := make([]certs.Key, len(chains))
+		for i, c := range chains {
+			keys[i], _ = s.Watch(c)
+		}
+		synctest.Wait()
+		time.Sleep(time.Minute) // 1,000 fetches of 200 ms, 4 at a time, take 50 s
+		synctest.Wait()
+		perHost, total := fake.peaks()
+		if perHost["ocsp.busy.test"] != DefaultMaxPerHost || total > DefaultMaxPerHost {
+			t.Errorf("peak in flight: %d to the host, %d overall; want exactly %d", perHost["ocsp.busy.test"], total, DefaultMaxPerHost)
+		}
+		if n := len(fake.log()); n != len(chains) {
+			t.Errorf("%d fetches, want %d", n, len(chains))
+		}
+		for _, k := range keys {
+			if s.Staple(k) == nil {
+				t.Fatalf("%v has no staple", k)
+			}
+		}
+	})
+}
+
+// TestGlobalLimit spreads 600 certificates over 12 responder hosts: at most MaxPerHost per host and MaxInFlight
+// overall are in flight, and the overall limit is reached.
+func TestGlobalLimit(t *testing.T) {
+	ca := testpki.NewRoot(t, "many hosts CA", testpki.ECDSAP256)
+	var chains []*certs.Chain
+	for h := range 12 {
+		for range 50 {
+			url := fmt.Sprintf("http://ocsp%d.test/", h)
+			chains = append(chains, leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{url}}))
+		}
+	}
+	synctest.Test(t, func(t *testing.T) {
+		fake := newFakeResponder(t, ca, 4*day)
+		fake.latency = 100 * time.Millisecond
+		s := mustNew(t, Config{Fetcher: fake})
+		s.Start()
+		for _, c := range chains {
+			s.Watch(c)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		perHost, total := fake.peaks()
+		for h, n := range perHost {
+			if n > DefaultMaxPerHost {
+				t.Errorf("%d in flight to %s, limit %d", n, h, DefaultMaxPerHost)
+			}
+		}
+		if total != DefaultMaxInFlight {
+			t.Errorf("peak %d in flight overall, want exactly %d", total, DefaultMaxInFlight)
+		}
+		if m := s.Metrics(); m.PeakInFlight != DefaultMaxInFlight || m.Fetches != uint64(len(chains)) {
+			t.Errorf("metrics: peak %d, %d fetches", m.PeakInFlight, m.Fetches)
+		}
+	})
+}
+
+func TestOlderResponseIsRejected(t *testing.T) {
+	ca := testpki.NewRoot(t, "older CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		fake := newFakeResponder(t, ca, 4*day)
+		s := mustNew(t, Config{Fetcher: fake})
+		s.Start()
+		key, _ := s.Watch(chain)
+		synctest.Wait()
+		held := s.Staple(key)
+
+		// A cache in front of the responder now serves a response from before the one held.
+		fake.mu.Lock()
+		fake.backdate = time.Hour
+		fake.mu.Unlock()
+		time.Sleep(30 * time.Minute)
+		info, err := s.Refresh(context.Background(), key)
+		if !errors.Is(err, ErrOlderResponse) {
+			t.Fatalf("Refresh: %v, want ErrOlderResponse", err)
+		}
+		if !bytes.Equal(s.Staple(key), held) {
+			t.Error("an older response replaced the one held")
+		}
+		if info.LastReason != "older_response" || info.Failures != 1 {
+			t.Errorf("entry after an older response: reason %q, %d failures", info.LastReason, info.Failures)
+		}
+		if m := s.Metrics(); m.Failures["older_response"] != 1 {
+			t.Errorf("failures by reason: %v", m.Failures)
+		}
+	})
+}
+
+func TestUnknownStatus(t *testing.T) {
+	for _, stapleUnknown := range []bool{false, true} {
+		t.Run(fmt.Sprintf("StapleUnknown=%v", stapleUnknown), func(t *testing.T) {
+			ca := testpki.NewRoot(t, "unknown CA", testpki.ECDSAP256)
+			synctest.Test(t, func(t *testing.T) {
+				chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+				fake := newFakeResponder(t, ca, 4*day)
+				s := mustNew(t, Config{Fetcher: fake, StapleUnknown: stapleUnknown})
+				s.Start()
+				key, _ := s.Watch(chain)
+				synctest.Wait()
+				if s.Staple(key) == nil {
+					t.Fatal("good is not stapled")
+				}
+				fake.mu.Lock()
+				fake.unknown[chain.Leaf.SerialNumber.String()] = true
+				fake.mu.Unlock()
+				time.Sleep(time.Minute)
+				info, err := s.Refresh(context.Background(), key)
+				if err != nil || info.Status != ocspfetch.Unknown {
+					t.Fatalf("Refresh: %v, status %v", err, info.Status)
+				}
+				if got := s.Staple(key) != nil; got != stapleUnknown {
+					t.Errorf("unknown stapled = %v, want %v (a good held before must not be stapled either)", got, stapleUnknown)
+				}
+			})
+		})
+	}
+}
+
+// TestBlockedWriteDoesNotDelayStaple holds the disk write of a new response and checks that the new response
+// is stapled while the write waits.
+func TestBlockedWriteDoesNotDelayStaple(t *testing.T) {
+	ca := testpki.NewRoot(t, "slow disk CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		fake := newFakeResponder(t, ca, 4*day)
+		store := &faultyStore{Store: openStore(t, tempStorePath(t))}
+		s := mustNew(t, Config{Fetcher: fake, Storage: store})
+		s.Start()
+		key, _ := s.Watch(chain)
+		synctest.Wait()
+		first := s.Staple(key)
+
+		block := make(chan struct{})
+		store.mu.Lock()
+		store.block, store.entered = block, make(chan struct{}, 1)
+		store.mu.Unlock()
+		time.Sleep(time.Hour)
+		go s.Refresh(context.Background(), key)
+		<-store.entered
+		synctest.Wait() // the fetch goroutine is now blocked in the disk write
+		got := s.Staple(key)
+		if got == nil || bytes.Equal(got, first) {
+			t.Fatal("the new response is not stapled while its write is blocked")
+		}
+		if info, _ := s.Entry(key); info.Persisted {
+			t.Error("entry says persisted while the write is blocked")
+		}
+		close(block)
+		synctest.Wait()
+		stored, err := store.Response(key)
+		if err != nil || !bytes.Equal(stored.Raw, got) {
+			t.Errorf("stored after the write was released: %v", err)
+		}
+	})
+}
+
+func TestReadyCountsAttemptsForOrdinaryCertificates(t *testing.T) {
+	ca := testpki.NewRoot(t, "ready CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		plain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		fake := newFakeResponder(t, ca, 4*day)
+		fake.setDown(outage)
+		var events eventLog
+		s := mustNew(t, Config{Fetcher: fake, OnEvent: events.add, Rand: noJitter})
+		if s.Ready() {
+			t.Error("Ready before Start")
+		}
+		s.Start()
+		key, _ := s.Watch(plain)
+		synctest.Wait()
+		if !s.Ready() {
+			t.Error("not Ready after an ordinary certificate's first attempt failed")
+		}
+		if events.count(FetchFailed) != 1 {
+			t.Errorf("%d FetchFailed events, want 1", events.count(FetchFailed))
+		}
+		info, _ := s.Entry(key)
+		if info.LastReason != "http_503" || info.HasResponse || info.Failures != 1 || len(info.History) != 1 {
+			t.Errorf("entry after a failed fetch: %+v", info)
+		}
+		if !info.NextRefresh.Equal(time.Now().Add(time.Minute)) {
+			t.Errorf("retry in %v, want in one minute", info.NextRefresh.Sub(time.Now()))
+		}
+	})
+}
+
+// TestNoResponderURLIsQuiet: a certificate without an OCSP URL is a normal state: no FetchFailed event, no
+// warning, Ready, and retried only at the slow end of the backoff.
+func TestNoResponderURLIsQuiet(t *testing.T) {
+	ca := testpki.NewRoot(t, "no URL CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{})
+		var calls atomic.Int32
+		fetcher := fetcherFunc(func(ctx context.Context, leaf, issuer *x509.Certificate) (*ocspfetch.Response, error) {
+			calls.Add(1)
+			return nil, fmt.Errorf("fetch: %w", ocspfetch.ErrNoResponderURL)
+		})
+		var events eventLog
+		var logs logBuffer
+		s := mustNew(t, Config{Fetcher: fetcher, OnEvent: events.add, Logger: testLogger(&logs), Rand: noJitter})
+		s.Start()
+		key, _ := s.Watch(chain)
+		synctest.Wait()
+		if events.count(FetchFailed) != 0 {
+			t.Error("a FetchFailed event for a certificate without a responder URL")
+		}
+		if logged(t, logs.String(), "warn", "fetch_failed", "") || logged(t, logs.String(), "error", "fetch_failed", "") {
+			t.Error("a warning for a certificate without a responder URL")
+		}
+		if !s.Ready() {
+			t.Error("not Ready")
+		}
+		info, _ := s.Entry(key)
+		if info.LastReason != "no_responder_url" || !info.NextRefresh.Equal(time.Now().Add(time.Hour)) {
+			t.Errorf("entry: reason %q, next in %v; want no_responder_url, 1h", info.LastReason, info.NextRefresh.Sub(time.Now()))
+		}
+		time.Sleep(59 * time.Minute)
+		synctest.Wait()
+		if calls.Load() != 1 {
+			t.Errorf("%d calls within the hour, want 1", calls.Load())
+		}
+	})
+}
+
+func TestRefreshAndRemove(t *testing.T) {
+	ca := testpki.NewRoot(t, "refresh CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		fake := newFakeResponder(t, ca, 4*day)
+		store := openStore(t, tempStorePath(t))
+		s := mustNew(t, Config{Fetcher: fake, Storage: store})
+		s.Start()
+		if _, err := s.Refresh(context.Background(), certs.Key{}); !errors.Is(err, ErrNotWatched) {
+			t.Errorf("Refresh of an unknown key: %v, want ErrNotWatched", err)
+		}
+		key, _ := s.Watch(chain)
+		synctest.Wait()
+		time.Sleep(time.Hour)
+		info, err := s.Refresh(context.Background(), key)
+		if err != nil || !info.ThisUpdate.Equal(time.Now()) || !info.Stapled {
+			t.Fatalf("Refresh: %v, %+v", err, info)
+		}
+		if n := len(fake.log()); n != 2 {
+			t.Errorf("%d fetches, want 2", n)
+		}
+		entries := s.Entries()
+		if len(entries) != 1 || entries[0].Key != key || !entries[0].Watched || entries[0].State != "idle" {
+			t.Errorf("Entries: %+v", entries)
+		}
+		if err := s.Remove(key); err != nil {
+			t.Fatal(err)
+		}
+		if s.Staple(key) != nil || len(s.Entries()) != 0 {
+			t.Error("still stapled or listed after Remove")
+		}
+		if _, err := store.Response(key); !errors.Is(err, cache.ErrNotFound) {
+			t.Errorf("stored response after Remove: %v", err)
+		}
+		if _, err := store.Cert(key); !errors.Is(err, cache.ErrNotFound) {
+			t.Errorf("stored certificate after Remove: %v", err)
+		}
+	})
+}
+
+// TestCustomSweep runs the sweep every 10 seconds (a cron spec with seconds): a refresh comes within 10 s of
+// its time.
+func TestCustomSweep(t *testing.T) {
+	ca := testpki.NewRoot(t, "sweep CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		fake := newFakeResponder(t, ca, 4*day)
+		fake.latency = 1300 * time.Millisecond
+		s := mustNew(t, Config{Fetcher: fake, Sweep: "*/10 * * * * *", Rand: noJitter})
+		s.Start()
+		s.Watch(chain)
+		time.Sleep(2*day + time.Minute)
+		synctest.Wait()
+		reqs := fake.log()
+		if len(reqs) != 2 {
+			t.Fatalf("%d fetches, want 2", len(reqs))
+		}
+		due := reqs[0].at.Add(2 * day)
+		if late := reqs[1].at.Sub(due) - fake.latency; late < 0 || late > 10*time.Second {
+			t.Errorf("refresh came %v after its time, want within the 10 s sweep", late)
+		}
+	})
+}
+
+func TestStapleAllocatesNothing(t *testing.T) {
+	ca := testpki.NewRoot(t, "alloc CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		s := mustNew(t, Config{Fetcher: newFakeResponder(t, ca, 4*day)})
+		s.Start()
+		key, _ := s.Watch(chain)
+		synctest.Wait()
+		miss := certs.KeyFor([]byte("other"), chain.Leaf.SerialNumber)
+		if allocs := testing.AllocsPerRun(1000, func() {
+			if s.Staple(key) == nil || s.Staple(miss) != nil {
+				panic("lookup")
+			}
+		}); allocs != 0 {
+			t.Errorf("Staple allocates %.1f times per call, want 0", allocs)
+		}
+	})
+}

@@ -1,0 +1,257 @@
+package stapler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"staple/cache"
+	"staple/certs"
+	"staple/ocspfetch"
+)
+
+// Watch starts keeping a staple for the chain's leaf and returns its cache key. Watching a certificate that
+// is already watched (or was restored from storage) adds a reference and fetches nothing more; a new one is
+// fetched at once. The chain must know its issuer.
+func (s *Stapler) Watch(chain *certs.Chain) (certs.Key, error) {
+	if chain == nil || chain.Leaf == nil {
+		return certs.Key{}, errors.New("stapler: Watch of an empty chain")
+	}
+	key, ok := chain.CacheKey()
+	if !ok {
+		return certs.Key{}, fmt.Errorf("stapler: %s: %w", certs.Describe(chain.Leaf), ocspfetch.ErrNoIssuer)
+	}
+	urls := certs.OCSPURLs(chain.Leaf)
+	mustStaple := certs.MustStaple(chain.Leaf)
+	now := s.now()
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return certs.Key{}, ErrClosed
+	}
+	e := s.entries[key]
+	if e == nil {
+		e = &entry{key: key}
+		s.entries[key] = e
+	}
+	e.refs++
+	newCert := !e.hasCert
+	e.leaf, e.issuer, e.hasCert = chain.Leaf, chain.Issuer, true
+	e.urls, e.mustStaple = urls, mustStaple
+	if e.state == idle {
+		e.host = responderHost(urls)
+	}
+	if newCert {
+		e.next = time.Time{}
+		if e.resp != nil && e.resp.ValidAt(now) && !e.resp.RefreshAt.IsZero() {
+			e.next = e.resp.RefreshAt
+		}
+		s.scheduleLocked(e, now)
+		s.dispatchLocked()
+	}
+	s.mu.Unlock()
+
+	if newCert && s.cfg.Storage != nil {
+		c := cache.Cert{Leaf: chain.Leaf.Raw, Issuer: chain.Issuer.Raw, URLs: urls, MustStaple: mustStaple, Added: now}
+		if err := s.cfg.Storage.PutCert(key, c); err != nil {
+			// The certificate is watched all the same; only a restart before the next Watch would forget it.
+			s.metrics.persistFailures.Add(1)
+			s.log.Error().Err(err).Str("key", key.String()).Msg("watched certificate not stored")
+		}
+	}
+	if len(urls) == 0 {
+		le := s.log.Debug()
+		if mustStaple {
+			le = s.log.Error()
+		}
+		le.Str("key", key.String()).Bool("must_staple", mustStaple).Msg("certificate has no OCSP responder URL")
+	}
+	return key, nil
+}
+
+// Unwatch drops one reference taken by Watch. When none is left the certificate is forgotten: no longer
+// fetched, no longer stapled, removed from storage.
+func (s *Stapler) Unwatch(key certs.Key) error {
+	s.mu.Lock()
+	e := s.entries[key]
+	if e == nil || e.refs == 0 {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNotWatched, key)
+	}
+	e.refs--
+	drop := e.refs == 0
+	if drop {
+		s.dropLocked(e)
+	}
+	s.mu.Unlock()
+	if drop {
+		return s.removeStored(key)
+	}
+	return nil
+}
+
+// Remove forgets key whatever its references: it is no longer fetched or stapled, and its certificate,
+// response and history are removed from storage.
+func (s *Stapler) Remove(key certs.Key) error {
+	s.mu.Lock()
+	e := s.entries[key]
+	if e != nil {
+		s.dropLocked(e)
+	}
+	s.index.Delete(key)
+	s.mu.Unlock()
+	if e == nil && s.cfg.Storage == nil {
+		return fmt.Errorf("%w: %s", ErrNotWatched, key)
+	}
+	return s.removeStored(key)
+}
+
+func (s *Stapler) removeStored(key certs.Key) error {
+	if s.cfg.Storage == nil {
+		return nil
+	}
+	if err := s.cfg.Storage.Remove(key); err != nil {
+		return fmt.Errorf("stapler: removing %s from storage: %w", key, err)
+	}
+	return nil
+}
+
+func (s *Stapler) dropLocked(e *entry) {
+	e.removed = true
+	e.stopTimer()
+	delete(s.entries, e.key)
+	s.index.Delete(e.key)
+	for _, w := range e.waiters {
+		close(w)
+	}
+	e.waiters = nil
+}
+
+// Refresh fetches key now, whatever its schedule, and waits for the outcome (or ctx). A fetch already in
+// flight is followed by a new one. It returns the entry after the fetch and the fetch's error, if it failed.
+func (s *Stapler) Refresh(ctx context.Context, key certs.Key) (Info, error) {
+	s.mu.Lock()
+	e := s.entries[key]
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return Info{}, ErrClosed
+	case e == nil:
+		s.mu.Unlock()
+		return Info{}, fmt.Errorf("%w: %s", ErrNotWatched, key)
+	case !e.fetchable():
+		s.mu.Unlock()
+		return Info{}, fmt.Errorf("%w: %s", ErrNoCertificate, key)
+	}
+	w := make(chan struct{})
+	e.waiters = append(e.waiters, w)
+	switch e.state {
+	case idle:
+		e.next = s.now()
+		s.scheduleLocked(e, e.next)
+		s.dispatchLocked()
+	case fetching, persisting:
+		e.again = true
+	}
+	s.mu.Unlock()
+
+	select {
+	case <-w:
+	case <-ctx.Done():
+		return Info{}, fmt.Errorf("stapler: refresh %s: %w", key, ctx.Err())
+	case <-s.ctx.Done():
+		return Info{}, ErrClosed
+	}
+	info, ok := s.Entry(key)
+	if !ok {
+		return Info{}, fmt.Errorf("%w: %s (removed during the refresh)", ErrNotWatched, key)
+	}
+	if info.lastErr != nil {
+		return info, info.lastErr
+	}
+	return info, nil
+}
+
+// warmStart loads the storage: watched certificates become entries, and every stored response that may be
+// stapled now goes into the index in one pass.
+func (s *Stapler) warmStart() error {
+	st := s.cfg.Storage
+	if st == nil {
+		return nil
+	}
+	now := s.now()
+	loaded := map[certs.Key]*entry{}
+	bad := 0
+	err := st.Certs(func(key certs.Key, c cache.Cert, err error) error {
+		if err != nil {
+			bad++
+			s.log.Error().Err(err).Msg("stored certificate skipped")
+			return nil
+		}
+		loaded[key] = &entry{key: key, urls: c.URLs, host: responderHost(c.URLs), mustStaple: c.MustStaple, hasCert: true}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("stapler: loading certificates: %w", err)
+	}
+	err = st.Responses(func(key certs.Key, r cache.Response, err error) error {
+		if err != nil {
+			bad++
+			s.log.Error().Err(err).Msg("stored response skipped")
+			return nil
+		}
+		e := loaded[key]
+		if e == nil {
+			// A response without a certificate (an import): served until it expires, never fetched.
+			e = &entry{key: key}
+			loaded[key] = e
+		}
+		e.resp = &r
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("stapler: loading responses: %w", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, e := range loaded {
+		if e.resp != nil && e.resp.ValidAt(now) && !e.resp.RefreshAt.IsZero() {
+			e.next = e.resp.RefreshAt
+		}
+		if e.resp != nil && !e.resp.ValidAt(now) {
+			e.expiredSeen = true
+		}
+		if w := s.entries[key]; w != nil {
+			// Watched before Start: keep its certificates, take the stored response.
+			if w.resp == nil && e.resp != nil {
+				w.resp, w.expiredSeen = e.resp, e.expiredSeen
+				if w.next.IsZero() {
+					w.next = e.next
+				}
+			}
+			loaded[key] = w
+		}
+	}
+	if len(s.entries) == 0 {
+		s.entries = loaded
+	} else {
+		maps.Copy(s.entries, loaded)
+	}
+	s.index.PutAll(func(yield func(certs.Key, *cache.Staple) bool) {
+		for key, e := range loaded {
+			r := e.resp
+			if r == nil || !r.ValidAt(now) || !s.stapleable(r.Status) {
+				continue
+			}
+			if !yield(key, &cache.Staple{Raw: r.Raw, Expires: r.Expires, Status: r.Status, ThisUpdate: r.ThisUpdate}) {
+				return
+			}
+		}
+	})
+	s.log.Info().Int("entries", len(loaded)).Int("stapled", s.index.Len()).Int("skipped", bad).Msg("warm start")
+	return nil
+}

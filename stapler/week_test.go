@@ -1,0 +1,260 @@
+package stapler
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"staple/internal/testpki"
+	"staple/ocspfetch"
+)
+
+const day = 24 * time.Hour
+
+// TestWeekOfResponder plays out nine days of a responder that signs responses valid for four days, with a
+// short outage (the staple survives it), a long one (the staple expires and is not served past nextUpdate),
+// a disk that refuses a write (the new staple is served all the same), and a revocation (revoked takes over
+// at the next fetch). The clock is synctest's: the sweep, the retry timers and the responder all run on it.
+//
+// At every checkpoint (every 10 minutes, and at each response's nextUpdate and the nanosecond before) the
+// staple must be exactly the newest response the responder sent that is still valid, or nothing when none is.
+func TestWeekOfResponder(t *testing.T) {
+	ca := testpki.NewRoot(t, "week CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		at := func(d time.Duration) time.Time { return t0.Add(d) }
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/week"}, MustStaple: true})
+		serial := chain.Leaf.SerialNumber.String()
+		fake := newFakeResponder(t, ca, 4*day)
+		// Answers take 1.7 s, so response times fall between the sweep's 30 s ticks and the hard expiry has to
+		// be enforced by Staple itself, not by a sweep that happens to run at the same instant.
+		fake.latency = 1700 * time.Millisecond
+		store := &faultyStore{Store: openStore(t, tempStorePath(t))}
+		var events eventLog
+		var logs logBuffer
+		policy := ocspfetch.Policy{}
+		s := mustNew(t, Config{Fetcher: fake, Storage: store, Policy: policy, Rand: noJitter,
+			Logger: testLogger(&logs), OnEvent: events.add})
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		key, err := s.Watch(chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		type phase struct {
+			at     time.Duration
+			action func()
+		}
+		phases := []phase{
+			{36 * time.Hour, func() { fake.setDown(outage) }},             // outage 1: 1.5 d to 2.5 d
+			{60 * time.Hour, func() { fake.setDown(nil) }},                //
+			{4 * day, func() { fake.setDown(outage) }},                    // outage 2: 4 d to 6.75 d
+			{6*day + 17*time.Hour, func() { store.setFail(errDiskFull) }}, // the disk fails before the recovery
+			{6*day + 18*time.Hour, func() { fake.setDown(nil) }},          //
+			{6*day + 20*time.Hour, func() {
+				// The response fetched after the outage is served (check asserts it) but not stored.
+				stored, err := store.Response(key)
+				served, _ := fake.newestValid(serial, time.Now())
+				if err != nil || stored.ThisUpdate.Equal(served.thisUpdate) {
+					t.Errorf("the refused write reached the disk (%v)", err)
+				}
+				if err := s.Healthy(); !errors.Is(err, ErrUnhealthy) {
+					t.Errorf("Healthy with a write pending: %v, want ErrUnhealthy", err)
+				}
+				if m := s.Metrics(); m.PersistBacklog != 1 {
+					t.Errorf("PersistBacklog = %d, want 1", m.PersistBacklog)
+				}
+				store.setFail(nil)
+			}},
+			{6*day + 20*time.Hour + time.Minute, func() {
+				stored, err := store.Response(key)
+				served, _ := fake.newestValid(serial, time.Now())
+				if err != nil || !stored.ThisUpdate.Equal(served.thisUpdate) {
+					t.Errorf("the sweep did not write the pending response: %v", err)
+				}
+			}},
+			{7 * day, func() { fake.revoke(chain.Leaf.SerialNumber, at(7*day)) }},
+		}
+		end := 9 * day
+
+		var sawExpiredGap, sawNotReady bool
+		check := func(now time.Time) {
+			t.Helper()
+			got := s.Staple(key)
+			want, ok := fake.newestValid(serial, now)
+			switch {
+			case !ok && got != nil:
+				t.Fatalf("%v: a staple is served with no valid response in existence", now.Sub(t0))
+			case ok && !bytes.Equal(got, want.raw):
+				t.Fatalf("%v: the staple is not the newest valid response (thisUpdate %v, nextUpdate %v; served %d bytes)",
+					now.Sub(t0), want.thisUpdate.Sub(t0), want.nextUpdate.Sub(t0), len(got))
+			case !ok:
+				sawExpiredGap = true
+			}
+			if ready := s.Ready(); ready != ok {
+				t.Fatalf("%v: Ready = %v with a valid response %v", now.Sub(t0), ready, ok)
+			} else if !ready {
+				sawNotReady = true
+			}
+		}
+
+		// Walk the clock. Checkpoints every 10 minutes, plus each phase change and each response's expiry
+		// (and the nanosecond before it), so "nothing past nextUpdate" is checked at the exact instant.
+		next := 0
+		for now := time.Now(); now.Before(at(end)); now = time.Now() {
+			target := now.Add(10 * time.Minute)
+			if next < len(phases) && at(phases[next].at).Before(target) {
+				target = at(phases[next].at)
+			}
+			for _, r := range fake.issuedSnapshot() {
+				for _, edge := range []time.Time{r.nextUpdate.Add(-time.Nanosecond), r.nextUpdate} {
+					if edge.After(now) && edge.Before(target) {
+						target = edge
+					}
+				}
+			}
+			time.Sleep(target.Sub(now))
+			synctest.Wait()
+			if next < len(phases) && !time.Now().Before(at(phases[next].at)) {
+				phases[next].action()
+				next++
+			}
+			check(time.Now())
+		}
+		if !sawExpiredGap || !sawNotReady {
+			t.Error("the long outage never left the certificate without a valid staple: the scenario is wrong")
+		}
+
+		reqs := fake.log()
+		assertRefreshTimes(t, reqs, t0, policy, fake.latency)
+		assertBackoff(t, reqs, at(36*time.Hour), at(60*time.Hour), fake.latency)
+
+		// The disk refused the response fetched at the end of outage 2; it was served at once (checked above),
+		// reported, and written by a later sweep once the disk recovered.
+		if n := events.count(PersistFailed); n == 0 {
+			t.Error("no PersistFailed event for the refused write")
+		}
+		if m := s.Metrics(); m.PersistFailures == 0 || m.Revocations != 1 || m.Expirations != 1 {
+			t.Errorf("metrics: %d persist failures, %d revocations, %d expirations; want >0, 1, 1",
+				m.PersistFailures, m.Revocations, m.Expirations)
+		}
+
+		// Revoked took over at the first fetch after the revocation, and is what is stored.
+		ev, ok := events.last(StatusChanged)
+		if !ok || ev.Status != ocspfetch.Revoked || !ev.HadPrevious || ev.Previous != ocspfetch.Good {
+			t.Errorf("last status change %+v, want good → revoked", ev)
+		}
+		firstAfter := firstRequestAfter(reqs, at(7*day))
+		if !ev.Time.Equal(firstAfter) {
+			t.Errorf("revoked was accepted at %v, the first fetch after the revocation was at %v", ev.Time.Sub(t0), firstAfter.Sub(t0))
+		}
+		stored, err := store.Response(key)
+		if err != nil || stored.Status != ocspfetch.Revoked {
+			t.Errorf("stored response: %v, %v; want revoked", stored.Status, err)
+		}
+		if !logged(t, logs.String(), "error", "status_changed", "revoked") {
+			t.Error("the revocation was not logged at error level")
+		}
+		if !logged(t, logs.String(), "error", "expired", "") {
+			t.Error("the expiry was not logged at error level")
+		}
+		if err := s.Healthy(); err != nil {
+			t.Errorf("Healthy at the end: %v", err)
+		}
+	})
+}
+
+func (f *fakeResponder) issuedSnapshot() []issued {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]issued(nil), f.issued...)
+}
+
+// assertRefreshTimes checks that each successful fetch after the first came at the policy's refresh time of
+// the response before it (no jitter), within one sweep (plus the responder's latency: times are those of the
+// answers), unless that refresh failed (an outage).
+func assertRefreshTimes(t *testing.T, reqs []request, t0 time.Time, p ocspfetch.Policy, latency time.Duration) {
+	t.Helper()
+	var prevOK *request
+	for i := range reqs {
+		r := &reqs[i]
+		if r.err != nil {
+			continue
+		}
+		if prevOK != nil {
+			resp := &ocspfetch.Response{ThisUpdate: prevOK.at, NextUpdate: prevOK.at.Add(4 * day)}
+			due := p.RefreshAt(resp, prevOK.at, nil)
+			failedBetween := false
+			for _, q := range reqs {
+				if q.err != nil && q.at.After(prevOK.at) && q.at.Before(r.at) {
+					failedBetween = true
+				}
+			}
+			if !failedBetween && (r.at.Before(due.Add(latency)) || r.at.After(due.Add(30*time.Second+latency))) {
+				t.Errorf("fetch at %v, the policy's refresh time was %v", r.at.Sub(t0), due.Sub(t0))
+			}
+			if failedBetween && r.at.Before(due) {
+				t.Errorf("fetch at %v before the refresh time %v", r.at.Sub(t0), due.Sub(t0))
+			}
+		}
+		prevOK = r
+	}
+}
+
+// assertBackoff checks the retries of an outage: 1, 2, 4, … minutes apart, capped at an hour, and a success
+// within the hour after the responder came back. Each retry is armed when the previous answer arrived, so the
+// gaps between answers are the backoff plus the latency.
+func assertBackoff(t *testing.T, reqs []request, from, to time.Time, latency time.Duration) {
+	t.Helper()
+	var failed []time.Time
+	for _, r := range reqs {
+		if r.err != nil && !r.at.Before(from) && r.at.Before(to) {
+			failed = append(failed, r.at)
+		}
+	}
+	if len(failed) < 8 {
+		t.Fatalf("%d failed fetches in the outage, want the backoff sequence", len(failed))
+	}
+	want := time.Minute
+	for i := 1; i < len(failed); i++ {
+		if gap := failed[i].Sub(failed[i-1]); gap != want+latency {
+			t.Errorf("retry %d came %v after the previous one, want %v", i, gap, want+latency)
+		}
+		want = min(2*want, time.Hour)
+	}
+	if ok := firstRequestAfter(reqs, to); ok.Sub(to) > time.Hour+latency {
+		t.Errorf("first fetch after the outage came %v after it ended", ok.Sub(to))
+	}
+}
+
+func firstRequestAfter(reqs []request, t time.Time) time.Time {
+	for _, r := range reqs {
+		if r.err == nil && !r.at.Before(t) {
+			return r.at
+		}
+	}
+	return time.Time{}
+}
+
+// logged reports whether a JSON log line has the level, the event and (when not empty) the status.
+func logged(t *testing.T, logs, level, event, status string) bool {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		if line["level"] == level && line["event"] == event && (status == "" || line["status"] == status) {
+			return true
+		}
+	}
+	return false
+}
