@@ -313,17 +313,24 @@ func sClient(t testing.TB, addr string, f *fixture, args ...string) sslResult {
 	needBinary(t, "openssl")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	all := append([]string{"s_client", "-connect", addr, "-CAfile", f.rootFile, "-ign_eof"}, args...)
-	cmd := exec.CommandContext(ctx, "openssl", all...)
+	all := append([]string{"openssl", "s_client", "-connect", addr, "-CAfile", f.rootFile, "-ign_eof"}, args...)
+	// s_client writes application data straight to fd 1 but its reports through buffered stdio, so the
+	// greeting can land inside a report; unbuffered stdio (stdbuf -o0) keeps them in order.
+	if _, err := exec.LookPath("stdbuf"); err == nil {
+		all = append([]string{"stdbuf", "-o0"}, all...)
+	}
+	cmd := exec.CommandContext(ctx, all[0], all[1:]...)
 	cmd.Stdin = strings.NewReader("")
-	out, _ := cmd.CombinedOutput()
-	s := string(out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Run()
+	s := stdout.String() + stderr.String()
 	r := sslResult{
 		out:      s,
 		reused:   strings.Contains(s, "\nReused, "),
 		staple:   strings.Contains(s, "OCSP Response Status: successful"),
 		noStaple: strings.Contains(s, "OCSP response: no response sent"),
-		hello:    strings.Contains(s, "\nhello\n"),
+		hello:    strings.Contains(stdout.String(), "\nhello\n"),
 	}
 	if i := strings.Index(s, "ALPN protocol: "); i >= 0 {
 		r.alpn, _, _ = strings.Cut(s[i+len("ALPN protocol: "):], "\n")
@@ -349,6 +356,7 @@ type nodeResult struct {
 	ALPN       json.RawMessage `json:"alpn"` // a string, or false
 	Reused     bool            `json:"reused"`
 	Authorized bool            `json:"authorized"`
+	Subject    string          `json:"subject"` // the server certificate's CN
 	OCSP       json.RawMessage `json:"ocsp"` // "none" (no event), null, or base64
 	Data       string          `json:"data"`
 	Error      string          `json:"error"`

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"crypto/x509"
 	"errors"
+	"slices"
 	"time"
 )
 
-// verifyClient verifies a client's chain (leaf first) against roots at now, and reports the outcome as
-// Node does: authorized, or OpenSSL's error code. OpenSSL first builds the chain (an unknown issuer wins
-// over every other error), then checks the purpose, then signatures and validity times; x509.Verify checks
-// the leaf's validity first, so the issuer question is settled here before asking it.
+// verifyClient verifies a client's chain (leaf first) against roots at now, and reports the outcome as Node
+// does: authorized, or the code of OpenSSL's verification result. Node lets OpenSSL's verification run to
+// the end and reports the last error it met, so the order of OpenSSL's checks decides the code (observed
+// with Node 20 and OpenSSL 3.0): building the chain (an unknown issuer), then, on a chain that reaches a
+// trusted root only, the purpose and CA checks, then every certificate's validity period, which overrides
+// the rest. x509.Verify decides nothing here but whether a chain OpenSSL would accept is also one Go accepts.
 func verifyClient(peer []*x509.Certificate, roots []*x509.Certificate, now time.Time) (bool, string, error) {
 	leaf := peer[0]
 	inter := x509.NewCertPool()
@@ -21,65 +24,65 @@ func verifyClient(peer []*x509.Certificate, roots []*x509.Certificate, now time.
 	for _, c := range roots {
 		pool.AddCert(c)
 	}
-	opts := x509.VerifyOptions{
+	_, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         pool,
 		Intermediates: inter,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	chain, code := buildChain(peer, roots)
+	if code == "" {
+		switch {
+		case !slices.ContainsFunc(chain[:len(chain)-1], func(c *x509.Certificate) bool { return !clientPurpose(c, c == leaf) }):
+			code = caCode(err)
+		default:
+			code = "INVALID_PURPOSE"
+		}
 	}
-	_, err := leaf.Verify(opts)
-	if err == nil {
-		return true, "", nil
+	for i := len(chain) - 1; i >= 0; i-- {
+		switch c := chain[i]; {
+		case now.Before(c.NotBefore):
+			code = "CERT_NOT_YET_VALID"
+		case now.After(c.NotAfter):
+			code = "CERT_HAS_EXPIRED"
+		}
 	}
-	if code := chainCode(peer, roots); code != "" {
-		return false, code, err
+	if code == "" && err != nil {
+		code = "CERT_REJECTED"
 	}
-	// The chain reaches a root: ask about the purpose at a time the leaf is valid, as OpenSSL checks it
-	// before validity times.
-	purpose := opts
-	purpose.CurrentTime = leaf.NotBefore
-	var inv x509.CertificateInvalidError
-	if _, perr := leaf.Verify(purpose); errors.As(perr, &inv) && inv.Reason == x509.IncompatibleUsage {
-		return false, "INVALID_PURPOSE", err
-	}
-	return false, invalidCode(err, now), err
+	return code == "", code, err
 }
 
-// chainCode follows issuers from the leaf through the client's chain to roots (by name and signature,
-// ignoring times and constraints, as OpenSSL's chain building does) and returns OpenSSL's code for where
-// it stops, or "" when it reaches a root.
-func chainCode(peer, roots []*x509.Certificate) string {
-	cur := peer[0]
-	untrusted := peer[1:]
-	for depth := 0; depth <= len(peer); depth++ {
-		for _, r := range roots {
-			if signedBy(cur, r) {
-				return ""
+// buildChain follows issuers from the leaf through the client's certificates to a root (by name and
+// signature, ignoring times and constraints, as OpenSSL's chain building does). It returns the chain it
+// built, root included when reached, and "" or OpenSSL's code for where it stopped.
+func buildChain(peer, roots []*x509.Certificate) ([]*x509.Certificate, string) {
+	chain := []*x509.Certificate{peer[0]}
+	untrusted := slices.Clone(peer[1:])
+	for {
+		cur := chain[len(chain)-1]
+		if i := slices.IndexFunc(roots, func(r *x509.Certificate) bool { return signedBy(cur, r) }); i >= 0 {
+			if !cur.Equal(roots[i]) {
+				chain = append(chain, roots[i])
 			}
+			return chain, ""
 		}
-		if selfSigned(cur) {
-			if depth == 0 {
-				return "DEPTH_ZERO_SELF_SIGNED_CERT"
+		if signedBy(cur, cur) {
+			if len(chain) == 1 {
+				return chain, "DEPTH_ZERO_SELF_SIGNED_CERT"
 			}
-			return "SELF_SIGNED_CERT_IN_CHAIN"
+			return chain, "SELF_SIGNED_CERT_IN_CHAIN"
 		}
-		next := -1
-		for i, c := range untrusted {
-			if signedBy(cur, c) {
-				next = i
-				break
+		i := slices.IndexFunc(untrusted, func(c *x509.Certificate) bool { return signedBy(cur, c) })
+		if i < 0 {
+			if len(chain) == 1 {
+				return chain, "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
 			}
+			return chain, "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"
 		}
-		if next < 0 {
-			if depth == 0 {
-				return "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
-			}
-			return "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"
-		}
-		cur = untrusted[next]
-		untrusted = append(untrusted[:next:next], untrusted[next+1:]...)
+		chain = append(chain, untrusted[i])
+		untrusted = slices.Delete(untrusted, i, i+1)
 	}
-	return "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"
 }
 
 func signedBy(child, parent *x509.Certificate) bool {
@@ -87,29 +90,37 @@ func signedBy(child, parent *x509.Certificate) bool {
 		parent.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature) == nil
 }
 
-func selfSigned(c *x509.Certificate) bool { return signedBy(c, c) }
+// clientPurpose is OpenSSL's check for the "SSL client" purpose: an extended key usage, when present, must
+// allow clientAuth; a leaf's key usage, when present, must allow digitalSignature or keyAgreement.
+func clientPurpose(c *x509.Certificate, leaf bool) bool {
+	if len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0 {
+		if !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
+			return false
+		}
+	}
+	if leaf && c.KeyUsage != 0 && c.KeyUsage&(x509.KeyUsageDigitalSignature|x509.KeyUsageKeyAgreement) == 0 {
+		return false
+	}
+	return true
+}
 
-// invalidCode maps x509.Verify's error, for a chain that reaches a root, to OpenSSL's code.
-func invalidCode(err error, now time.Time) string {
+// caCode maps x509.Verify's error, for a chain that reaches a root with the right purposes, to OpenSSL's
+// code for the CA checks; "" when it is none of them.
+func caCode(err error) string {
 	var inv x509.CertificateInvalidError
 	if errors.As(err, &inv) {
 		switch inv.Reason {
-		case x509.Expired:
-			if inv.Cert != nil && now.Before(inv.Cert.NotBefore) {
-				return "CERT_NOT_YET_VALID"
-			}
-			return "CERT_HAS_EXPIRED"
-		case x509.IncompatibleUsage:
-			return "INVALID_PURPOSE"
-		case x509.NotAuthorizedToSign, x509.CANotAuthorizedForThisName, x509.CANotAuthorizedForExtKeyUsage:
+		case x509.NotAuthorizedToSign:
 			return "INVALID_CA"
 		case x509.TooManyIntermediates:
 			return "PATH_LENGTH_EXCEEDED"
+		case x509.CANotAuthorizedForThisName:
+			return "PERMITTED_VIOLATION"
 		}
 	}
-	var unknown x509.UnknownAuthorityError
-	if errors.As(err, &unknown) {
-		return "CERT_SIGNATURE_FAILURE"
+	var uce x509.UnhandledCriticalExtension
+	if errors.As(err, &uce) {
+		return "UNHANDLED_CRITICAL_EXTENSION"
 	}
-	return "CERT_REJECTED"
+	return ""
 }

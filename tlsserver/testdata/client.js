@@ -50,6 +50,7 @@ function connect(spec) {
       out.alpn = sock.alpnProtocol;
       out.reused = sock.isSessionReused();
       out.authorized = sock.authorized;
+      out.subject = (sock.getPeerCertificate().subject || {}).CN;
     });
     sock.on('data', (d) => { out.data += d.toString(); });
     sock.on('error', (e) => { out.error = e.code || e.message; });
