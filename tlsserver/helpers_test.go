@@ -357,7 +357,7 @@ type nodeResult struct {
 	Reused     bool            `json:"reused"`
 	Authorized bool            `json:"authorized"`
 	Subject    string          `json:"subject"` // the server certificate's CN
-	OCSP       json.RawMessage `json:"ocsp"` // "none" (no event), null, or base64
+	OCSP       json.RawMessage `json:"ocsp"`    // "none" (no event), null, or base64
 	Data       string          `json:"data"`
 	Error      string          `json:"error"`
 }
