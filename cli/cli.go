@@ -41,6 +41,8 @@ func commands() []command {
 		versionCommand(),
 		cacheCommand(),
 		checkCommand(),
+		labCommand(),
+		responderCommand(),
 	}
 }
 
