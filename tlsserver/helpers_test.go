@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,7 +204,15 @@ func start(t *testing.T, s *Server) (addr string, port int) {
 	if err := s.Listen(0, "127.0.0.1", nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stop(t, s) })
+	n, _ := running.LoadOrStore(t, new(atomic.Int32))
+	n.(*atomic.Int32).Add(1)
+	t.Cleanup(func() {
+		shutdown(t, s)
+		if n.(*atomic.Int32).Add(-1) == 0 { // the test's last server: none of their goroutines may be left
+			running.Delete(t)
+			waitNoServerGoroutines(t)
+		}
+	})
 	a, err := s.Address()
 	if err != nil {
 		t.Fatal(err)
@@ -211,13 +220,22 @@ func start(t *testing.T, s *Server) (addr string, port int) {
 	return net.JoinHostPort(a.Address, strconv.Itoa(a.Port)), a.Port
 }
 
-func stop(t *testing.T, s *Server) {
+// running counts, per test, the servers start has started and not yet stopped.
+var running sync.Map // *testing.T → *atomic.Int32
+
+func shutdown(t *testing.T, s *Server) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil && !errors.Is(err, ErrNotListening) {
 		t.Errorf("Shutdown: %v", err)
 	}
+}
+
+// stop shuts s down and checks that no server goroutine is left.
+func stop(t *testing.T, s *Server) {
+	t.Helper()
+	shutdown(t, s)
 	waitNoServerGoroutines(t)
 }
 
@@ -274,7 +292,7 @@ func goDial(t testing.TB, addr string, cfg *tls.Config) goResult {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	raw, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return goResult{err: err}
 	}
 	defer raw.Close()
 	raw.SetDeadline(time.Now().Add(10 * time.Second))
@@ -340,6 +358,8 @@ func sClient(t testing.TB, addr string, f *fixture, args ...string) sslResult {
 
 // nodeConn is one connection of the Node client (testdata/client.js).
 type nodeConn struct {
+	Host        string   `json:"host,omitempty"`
+	Port        int      `json:"port,omitempty"`
 	Version     string   `json:"version,omitempty"`
 	ServerName  *string  `json:"servername,omitempty"`
 	RequestOCSP bool     `json:"requestOCSP,omitempty"`

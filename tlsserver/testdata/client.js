@@ -4,7 +4,7 @@
 //   node client.js '{"port":N,"ca":"root.pem","conns":[{"version":"TLSv1.3","servername":"x","requestOCSP":true,
 //                    "alpn":["h2"],"cert":"c.pem","key":"k.pem","reuse":0}]}'
 //
-// reuse is the index of an earlier connection whose last session (the 'session' event) is offered.
+// host and port may be set per connection. reuse is the index of an earlier connection whose last session (the 'session' event) is offered.
 // Each connection reads until the server closes it, so that TLS 1.3 session tickets have arrived.
 'use strict';
 const tls = require('tls');
@@ -16,8 +16,8 @@ const sessions = [];
 function connect(spec) {
   return new Promise((resolve) => {
     const opts = {
-      host: plan.host || '127.0.0.1',
-      port: plan.port,
+      host: spec.host || plan.host || '127.0.0.1',
+      port: spec.port || plan.port,
       ca: fs.readFileSync(plan.ca),
       minVersion: spec.version || 'TLSv1.2',
       maxVersion: spec.version || 'TLSv1.3',
