@@ -41,6 +41,7 @@ func commands() []command {
 		versionCommand(),
 		cacheCommand(),
 		checkCommand(),
+		fetchCommand(),
 		labCommand(),
 		responderCommand(),
 	}

@@ -133,13 +133,14 @@ type Responder struct {
 	bad      map[Fault]*Leaf // the signers of the signer faults
 	wrongKey crypto.Signer
 
-	mu      sync.Mutex
-	fault   Fault
-	next    []Fault
-	revoked map[string]revocation
-	gets    int
-	posts   int
-	seen    []Seen
+	mu        sync.Mutex
+	fault     Fault
+	next      []Fault
+	revoked   map[string]revocation
+	forgotten map[string]bool
+	gets      int
+	posts     int
+	seen      []Seen
 }
 
 type revocation struct {
@@ -163,7 +164,7 @@ func NewResponder(t testing.TB, ca *CA, o ResponderOptions) *Responder {
 		o.Path = "/ocsp"
 	}
 	now := o.Now()
-	r := &Responder{CA: ca, t: t, o: o, done: make(chan struct{}), revoked: make(map[string]revocation)}
+	r := &Responder{CA: ca, t: t, o: o, done: make(chan struct{}), revoked: make(map[string]revocation), forgotten: make(map[string]bool)}
 	other := ca.NewUnrelatedRoot(t, ca.Cert.Subject.CommonName+" (other CA)", ECDSAP256)
 	r.bad = map[Fault]*Leaf{
 		FaultSignerNoEKU:   ca.NewSigner(t, SignerOptions{NoEKU: true}),
@@ -231,6 +232,14 @@ func (r *Responder) Revoke(serial *big.Int, at time.Time, reason int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.revoked[serial.Text(16)] = revocation{at: at, reason: reason}
+}
+
+// Forget makes the responder answer unknown for serial from now on, as for a certificate its CA never
+// issued.
+func (r *Responder) Forget(serial *big.Int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.forgotten[serial.Text(16)] = true
 }
 
 // Counts returns how many GET and POST requests reached the responder (redirect hops included).
@@ -441,10 +450,10 @@ func (r *Responder) answer(req *Request, fault Fault) (der []byte, this, next ti
 	o.Signer = r.o.Signer
 	o.ThisUpdate, o.ProducedAt, o.NextUpdate = now, now, now.Add(r.o.Validity)
 	o.Status, o.Serial, o.IssuerNameHash, o.IssuerKeyHash = Good, nil, nil, nil
-	if r.CA.Issued(id.Serial) == nil {
+	r.mu.Lock()
+	if r.CA.Issued(id.Serial) == nil || r.forgotten[id.Serial.Text(16)] {
 		o.Status = Unknown
 	}
-	r.mu.Lock()
 	if rev, ok := r.revoked[id.Serial.Text(16)]; ok {
 		o.Status, o.RevokedAt, o.Reason = Revoked, rev.at, rev.reason
 	}
