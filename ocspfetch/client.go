@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,9 +33,12 @@ const (
 // documented on each field. A Client is safe for concurrent use once in use; its fields must not change
 // then. It keeps connections alive per responder host.
 type Client struct {
-	// Transport performs the requests. Nil means the Client's own: proxy from the environment
-	// (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), ConnectTimeout to connect, keep-alive per host.
+	// Transport performs the requests. Nil means the Client's own: Proxy, ConnectTimeout to connect,
+	// keep-alive per host.
 	Transport http.RoundTripper
+	// Proxy chooses the proxy of the Client's own transport; nil means http.ProxyFromEnvironment (HTTP_PROXY,
+	// HTTPS_PROXY, NO_PROXY; never for localhost). Unused when Transport is set.
+	Proxy func(*http.Request) (*url.URL, error)
 	// UserAgent is sent with every request; empty means "staple/devel". The command line sets
 	// "staple/<version>".
 	UserAgent string
@@ -79,8 +83,12 @@ func (c *Client) init() {
 			if connect <= 0 {
 				connect = DefaultConnectTimeout
 			}
+			proxy := c.Proxy
+			if proxy == nil {
+				proxy = http.ProxyFromEnvironment
+			}
 			rt = &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
+				Proxy:                 proxy,
 				DialContext:           (&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}).DialContext,
 				TLSHandshakeTimeout:   connect,
 				ForceAttemptHTTP2:     true,
@@ -201,32 +209,32 @@ func (c *Client) Fetch(ctx context.Context, leaf, issuer *x509.Certificate) (*Re
 // FetchURL asks the responder at url about leaf and verifies the answer. The request is a GET when its URL
 // fits in 255 bytes, else a POST; a GET the responder refuses (HTTP 400, 404, 405, 414, 501, or a
 // malformedRequest answer) is retried as a POST. Failures are a *URLError.
-func (c *Client) FetchURL(ctx context.Context, url string, leaf, issuer *x509.Certificate) (*Response, error) {
+func (c *Client) FetchURL(ctx context.Context, responderURL string, leaf, issuer *x509.Certificate) (*Response, error) {
 	c.init()
 	opts := RequestOptions{Hash: c.Hash}
 	if c.Nonce {
 		n, err := NewNonce()
 		if err != nil {
-			return nil, &URLError{URL: url, Err: err}
+			return nil, &URLError{URL: responderURL, Err: err}
 		}
 		opts.Nonce = n
 	}
 	req, err := NewRequest(leaf, issuer, opts)
 	if err != nil {
-		return nil, &URLError{URL: url, Err: err}
+		return nil, &URLError{URL: responderURL, Err: err}
 	}
 	method := http.MethodPost
-	getURL := GetURL(url, req.DER)
+	getURL := GetURL(responderURL, req.DER)
 	if len(getURL) <= maxGetURL {
 		method = http.MethodGet
 	}
-	r, err := c.exchange(ctx, method, url, getURL, req, leaf, issuer)
+	r, err := c.exchange(ctx, method, responderURL, getURL, req, leaf, issuer)
 	if err != nil && method == http.MethodGet && getRefused(err) && ctx.Err() == nil {
 		method = http.MethodPost
-		r, err = c.exchange(ctx, method, url, getURL, req, leaf, issuer)
+		r, err = c.exchange(ctx, method, responderURL, getURL, req, leaf, issuer)
 	}
 	if err != nil {
-		return nil, &URLError{URL: url, Method: method, Err: err}
+		return nil, &URLError{URL: responderURL, Method: method, Err: err}
 	}
 	return r, nil
 }
@@ -255,7 +263,7 @@ func GetURL(base string, der []byte) string {
 	return base + enc
 }
 
-func (c *Client) exchange(ctx context.Context, method, url, getURL string, req *Request, leaf, issuer *x509.Certificate) (*Response, error) {
+func (c *Client) exchange(ctx context.Context, method, responderURL, getURL string, req *Request, leaf, issuer *x509.Certificate) (*Response, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -267,7 +275,7 @@ func (c *Client) exchange(ctx context.Context, method, url, getURL string, req *
 	if method == http.MethodGet {
 		hreq, err = http.NewRequestWithContext(ctx, method, getURL, nil)
 	} else {
-		hreq, err = http.NewRequestWithContext(ctx, method, url, bytes.NewReader(req.DER))
+		hreq, err = http.NewRequestWithContext(ctx, method, responderURL, bytes.NewReader(req.DER))
 		if err == nil {
 			hreq.Header.Set("Content-Type", "application/ocsp-request")
 		}
@@ -288,11 +296,11 @@ func (c *Client) exchange(ctx context.Context, method, url, getURL string, req *
 		return nil, err
 	}
 	defer resp.Body.Close()
-	info := HTTPInfo{URL: url, Method: method, ContentType: resp.Header.Get("Content-Type")}
+	info := HTTPInfo{URL: responderURL, Method: method, ContentType: resp.Header.Get("Content-Type")}
 	readCacheHeaders(&info, resp.Header)
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // let the connection be reused
-		return nil, &HTTPError{URL: url, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header, c.now())}
+		return nil, &HTTPError{URL: responderURL, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header, c.now())}
 	}
 	if mt, _, err := mime.ParseMediaType(info.ContentType); err != nil || mt != "application/ocsp-response" {
 		info.WrongContentType = true
