@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -79,15 +78,23 @@ func SerialKey(serial *big.Int) string {
 	if serial == nil {
 		return ""
 	}
-	b := new(big.Int).Abs(serial).Bytes()
+	var buf [64]byte
+	b := serial.Bytes() // the magnitude
+	if len(b) > len(buf) {
+		b = b[len(b)-len(buf):] // beyond any real serial; keep the low bytes rather than allocate
+	}
 	if len(b) == 0 {
 		b = []byte{0}
 	}
-	s := strings.ToUpper(fmt.Sprintf("%x", b))
+	out := make([]byte, 0, 2*len(b)+1)
 	if serial.Sign() < 0 {
-		return "-" + s
+		out = append(out, '-')
 	}
-	return s
+	const digits = "0123456789ABCDEF"
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&0x0f])
+	}
+	return string(out)
 }
 
 // Request is a parsed OCSPRequest (RFC 6960 §4.1.1), with every certificate it asks about and its nonce.

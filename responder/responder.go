@@ -129,11 +129,13 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.Err(err).Dur("took", time.Since(start)).Msg("bad request")
 		return
 	}
-	serials := make([]string, len(req.CertIDs))
-	for i, id := range req.CertIDs {
-		serials[i] = id.SerialKey()
+	if ev.Enabled() {
+		serials := make([]string, len(req.CertIDs))
+		for i, id := range req.CertIDs {
+			serials[i] = id.SerialKey()
+		}
+		ev = ev.Strs("serials", serials).Bool("nonce", req.HasNonce())
 	}
-	ev = ev.Strs("serials", serials).Bool("nonce", req.HasNonce())
 	fault := rs.Faults.take(req.CertIDs)
 	if !fault.IsZero() {
 		ev = ev.Stringer("fault", fault)
@@ -275,6 +277,12 @@ func writeBody(w http.ResponseWriter, code int, body []byte) {
 	w.Write(body)
 }
 
+// Header values shared by every response; net/http only reads them.
+var (
+	noCache          = []string{"max-age=0, no-cache"}
+	ocspResponseType = []string{ContentTypeResponse}
+)
+
 // writeStatus writes an unsigned status response; RFC 5019 §5 wants non-authoritative answers uncached.
 func writeStatus(w http.ResponseWriter, code int, s Status) {
 	w.Header().Set("Cache-Control", "max-age=0, no-cache")
@@ -283,25 +291,30 @@ func writeStatus(w http.ResponseWriter, code int, s Status) {
 
 // writeResponse writes a signed response with the RFC 5019 headers, or 304 when the client has it.
 func (rs *Responder) writeResponse(w http.ResponseWriter, r *http.Request, resp *Response, contentType string) string {
+	// Canonical keys assigned directly: this is the hot path of a pre-signed answer.
 	h := w.Header()
 	etag := resp.etag()
-	h.Set("ETag", etag)
+	h["Etag"] = []string{etag}
 	if !resp.ThisUpdate.IsZero() {
-		h.Set("Last-Modified", resp.ThisUpdate.UTC().Format(http.TimeFormat))
+		h["Last-Modified"] = []string{resp.lastModified()}
 	}
 	if resp.NextUpdate.IsZero() {
-		h.Set("Cache-Control", "max-age=0, no-cache")
+		h["Cache-Control"] = noCache
 	} else {
-		h.Set("Expires", resp.NextUpdate.UTC().Format(http.TimeFormat))
+		h["Expires"] = []string{resp.expires()}
 		maxAge := max(int64(resp.NextUpdate.Sub(rs.now())/time.Second), 0)
-		h.Set("Cache-Control", "max-age="+strconv.FormatInt(maxAge, 10)+", public, no-transform, must-revalidate")
+		h["Cache-Control"] = []string{"max-age=" + strconv.FormatInt(maxAge, 10) + ", public, no-transform, must-revalidate"}
 	}
 	if r.Method != http.MethodPost && etagMatches(r.Header.Get("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return "not modified"
 	}
-	h.Set("Content-Type", contentType)
-	h.Set("Content-Length", strconv.Itoa(len(resp.Raw)))
+	if contentType == ContentTypeResponse {
+		h["Content-Type"] = ocspResponseType
+	} else {
+		h["Content-Type"] = []string{contentType}
+	}
+	h["Content-Length"] = []string{strconv.Itoa(len(resp.Raw))}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(resp.Raw)

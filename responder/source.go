@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net/http"
 	"time"
 )
 
@@ -41,11 +42,30 @@ type Response struct {
 	// ETag is the strong validator sent as ETag and matched against If-None-Match, quoted. NewResponse sets
 	// the quoted hex SHA-256 of Raw (as cfssl and Boulder do); empty means the responder computes it per request.
 	ETag string
+
+	// The Last-Modified and Expires values, formatted once by NewResponse.
+	lastMod, expiresAt string
 }
 
-// NewResponse returns a Response for raw with its ETag computed once.
+// NewResponse returns a Response for raw with its ETag and date headers computed once.
 func NewResponse(raw []byte, thisUpdate, nextUpdate time.Time) *Response {
-	return &Response{Raw: raw, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, ETag: etagOf(raw)}
+	r := &Response{Raw: raw, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, ETag: etagOf(raw)}
+	r.lastMod, r.expiresAt = r.lastModified(), r.expires()
+	return r
+}
+
+func (r *Response) lastModified() string {
+	if r.lastMod != "" {
+		return r.lastMod
+	}
+	return r.ThisUpdate.UTC().Format(http.TimeFormat)
+}
+
+func (r *Response) expires() string {
+	if r.expiresAt != "" {
+		return r.expiresAt
+	}
+	return r.NextUpdate.UTC().Format(http.TimeFormat)
 }
 
 func etagOf(raw []byte) string {
