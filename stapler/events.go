@@ -27,6 +27,9 @@ const (
 	PersistFailed
 	// Expired: the response held reached its expiry and is no longer stapled.
 	Expired
+	// Updated: a new response was accepted (from a fetch or Import), whatever its status; it comes before the
+	// StatusChanged of the same response. Exporters write files on it.
+	Updated
 )
 
 func (k EventKind) String() string {
@@ -41,6 +44,8 @@ func (k EventKind) String() string {
 		return "persist_failed"
 	case Expired:
 		return "expired"
+	case Updated:
+		return "updated"
 	}
 	return "invalid"
 }
@@ -106,7 +111,7 @@ func (s *Stapler) logEvent(ev Event) {
 		if ev.MustStaple && !(ev.HasResponse && ev.Time.Before(ev.NextUpdate)) {
 			le = s.log.Error()
 		}
-	case Persisted:
+	case Persisted, Updated:
 		le = s.log.Debug()
 	case PersistFailed, Expired:
 		le = s.log.Error()
@@ -135,6 +140,7 @@ var eventMessages = map[EventKind]string{
 	Persisted:     "response stored",
 	PersistFailed: "response not stored; serving it from memory and retrying the write",
 	Expired:       "OCSP response expired; no longer stapled",
+	Updated:       "new OCSP response",
 }
 
 // counters are the stapler's monotonic counters, updated without locks.

@@ -40,11 +40,26 @@ type fakeResponder struct {
 	peakHost  map[string]int
 	total     int
 	peakTotal int
-	requests  []request
-	issued    []issued
+
+	exchanges
 }
 
-// issued is a response the fake sent.
+// exchanges records what a responder answered: every request's outcome, and every response sent.
+type exchanges struct {
+	xmu      sync.Mutex
+	requests []request
+	issued   []issued
+}
+
+type request struct {
+	at     time.Time // when the answer was sent
+	serial string
+	err    error
+	// thisUpdate and nextUpdate of a successful answer.
+	thisUpdate, nextUpdate time.Time
+}
+
+// issued is a response a responder sent.
 type issued struct {
 	raw                    []byte
 	serial                 string
@@ -52,25 +67,40 @@ type issued struct {
 	status                 ocspfetch.Status
 }
 
+func (x *exchanges) record(r request, sent *issued) {
+	x.xmu.Lock()
+	defer x.xmu.Unlock()
+	x.requests = append(x.requests, r)
+	if sent != nil {
+		x.issued = append(x.issued, *sent)
+	}
+}
+
+func (x *exchanges) log() []request {
+	x.xmu.Lock()
+	defer x.xmu.Unlock()
+	return append([]request(nil), x.requests...)
+}
+
+func (x *exchanges) issuedSnapshot() []issued {
+	x.xmu.Lock()
+	defer x.xmu.Unlock()
+	return append([]issued(nil), x.issued...)
+}
+
 // newestValid returns the response with the latest thisUpdate sent for serial that is valid at now, if any:
 // what a correct stapler must be stapling then.
-func (f *fakeResponder) newestValid(serial string, now time.Time) (issued, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+func (x *exchanges) newestValid(serial string, now time.Time) (issued, bool) {
+	x.xmu.Lock()
+	defer x.xmu.Unlock()
 	var best issued
 	found := false
-	for _, r := range f.issued {
+	for _, r := range x.issued {
 		if r.serial == serial && now.Before(r.nextUpdate) && (!found || r.thisUpdate.After(best.thisUpdate)) {
 			best, found = r, true
 		}
 	}
 	return best, found
-}
-
-type request struct {
-	at     time.Time
-	serial string
-	err    error
 }
 
 func newFakeResponder(t testing.TB, ca *testpki.CA, validity time.Duration) *fakeResponder {
@@ -115,7 +145,7 @@ func (f *fakeResponder) Fetch(ctx context.Context, leaf, issuer *x509.Certificat
 	_, isRevoked = f.revoked[serial]
 	f.mu.Unlock()
 	if down != nil {
-		f.record(now, serial, down)
+		f.record(request{at: now, serial: serial, err: down}, nil)
 		return nil, down
 	}
 	this := now.Add(-backdate)
@@ -129,22 +159,14 @@ func (f *fakeResponder) Fetch(ctx context.Context, leaf, issuer *x509.Certificat
 		o.Status, st = testpki.Unknown, ocspfetch.Unknown
 	}
 	raw := f.ca.Respond(f.t, leaf, o)
-	f.record(now, serial, nil)
-	f.mu.Lock()
-	f.issued = append(f.issued, issued{raw: raw, serial: serial, thisUpdate: this, nextUpdate: this.Add(f.validity), status: st})
-	f.mu.Unlock()
+	f.record(request{at: now, serial: serial, thisUpdate: this, nextUpdate: this.Add(f.validity)},
+		&issued{raw: raw, serial: serial, thisUpdate: this, nextUpdate: this.Add(f.validity), status: st})
 	r := &ocspfetch.Response{Raw: raw, Status: st, Serial: leaf.SerialNumber, ProducedAt: this, ThisUpdate: this,
 		NextUpdate: this.Add(f.validity), Verified: now, HTTP: ocspfetch.HTTPInfo{URL: url, Method: "GET"}}
 	if isRevoked {
 		r.RevokedAt, r.RevocationReason, r.HasReason = revokedAt, 1, true
 	}
 	return r, nil
-}
-
-func (f *fakeResponder) record(at time.Time, serial string, err error) {
-	f.mu.Lock()
-	f.requests = append(f.requests, request{at, serial, err})
-	f.mu.Unlock()
 }
 
 func (f *fakeResponder) setDown(err error) {
@@ -157,12 +179,6 @@ func (f *fakeResponder) revoke(serial *big.Int, at time.Time) {
 	f.mu.Lock()
 	f.revoked[serial.String()] = at
 	f.mu.Unlock()
-}
-
-func (f *fakeResponder) log() []request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]request(nil), f.requests...)
 }
 
 func (f *fakeResponder) peaks() (perHost map[string]int, total int) {

@@ -114,13 +114,7 @@ func (s *Stapler) applyLocked(e *entry, resp *ocspfetch.Response, err error, sta
 		if resp.HTTP.Latency > 0 {
 			out.attempt.Latency = resp.HTTP.Latency
 		}
-		switch expires := resp.Expiry(s.cfg.Policy.TTL()); {
-		case !now.Before(expires):
-			err = fmt.Errorf("stapler: %s: %w (at %s)", e.key, ocspfetch.ErrExpired, expires.UTC().Format(time.RFC3339))
-		case e.resp != nil && resp.ThisUpdate.Before(e.resp.ThisUpdate):
-			err = fmt.Errorf("%w: %s: thisUpdate %s, held %s", ErrOlderResponse, e.key,
-				resp.ThisUpdate.UTC().Format(time.RFC3339), e.resp.ThisUpdate.UTC().Format(time.RFC3339))
-		}
+		err = s.acceptable(e, resp, now)
 	}
 	if err != nil {
 		s.failLocked(e, err, now, &out)
@@ -128,6 +122,18 @@ func (s *Stapler) applyLocked(e *entry, resp *ocspfetch.Response, err error, sta
 	}
 	s.acceptLocked(e, resp, now, &out)
 	return out
+}
+
+// acceptable says why resp may not replace what e holds: it has expired, or it is older than the response held.
+func (s *Stapler) acceptable(e *entry, resp *ocspfetch.Response, now time.Time) error {
+	switch expires := resp.Expiry(s.cfg.Policy.TTL()); {
+	case !now.Before(expires):
+		return fmt.Errorf("stapler: %s: %w (at %s)", e.key, ocspfetch.ErrExpired, expires.UTC().Format(time.RFC3339))
+	case e.resp != nil && resp.ThisUpdate.Before(e.resp.ThisUpdate):
+		return fmt.Errorf("%w: %s: thisUpdate %s, held %s", ErrOlderResponse, e.key,
+			resp.ThisUpdate.UTC().Format(time.RFC3339), e.resp.ThisUpdate.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 func (s *Stapler) failLocked(e *entry, err error, now time.Time, out *outcome) {
@@ -188,6 +194,9 @@ func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time
 	out.resp = &rec
 	out.attempt.Reason, out.attempt.Status = "ok", rec.Status
 	s.metrics.accepted(rec.Status)
+	updated := s.event(Updated, e, now)
+	updated.URL = out.attempt.URL
+	out.events = append(out.events, updated)
 	if prev == nil || prev.Status != rec.Status {
 		ev := s.event(StatusChanged, e, now)
 		if prev != nil {

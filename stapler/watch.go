@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
@@ -70,6 +71,70 @@ func (s *Stapler) Watch(chain *certs.Chain) (certs.Key, error) {
 		le.Str("key", key.String()).Bool("must_staple", mustStaple).Msg("certificate has no OCSP responder URL")
 	}
 	return key, nil
+}
+
+// Import offers a response verified elsewhere (staple cache import) for leaf as issued by issuer. It is
+// accepted under the same rules as a fetched one (valid now, not older than the response held), stapled at
+// once and stored; the certificate becomes known and is kept fresh from then on, as one restored from
+// storage. It returns the entry, or ErrOlderResponse or an error wrapping ocspfetch.ErrExpired.
+func (s *Stapler) Import(leaf, issuer *x509.Certificate, r *ocspfetch.Response) (Info, error) {
+	if leaf == nil || issuer == nil || r == nil || len(r.Raw) == 0 {
+		return Info{}, errors.New("stapler: Import needs a leaf, its issuer and a response")
+	}
+	key := certs.NewKey(issuer, leaf)
+	urls := certs.OCSPURLs(leaf)
+	mustStaple := certs.MustStaple(leaf)
+	now := s.now()
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return Info{}, ErrClosed
+	}
+	e := s.entries[key]
+	probe := e
+	if probe == nil {
+		probe = &entry{key: key}
+	}
+	if err := s.acceptable(probe, r, now); err != nil {
+		s.mu.Unlock()
+		return Info{}, err
+	}
+	if e == nil {
+		e = probe
+		s.entries[key] = e
+	}
+	newCert := !e.hasCert
+	if newCert {
+		e.leaf, e.issuer, e.hasCert, e.urls, e.mustStaple = leaf, issuer, true, urls, mustStaple
+		if e.state == idle {
+			e.host = responderHost(urls)
+		}
+	}
+	var out outcome
+	s.acceptLocked(e, r, now, &out)
+	rec := out.resp
+	s.scheduleLocked(e, now)
+	s.dispatchLocked()
+	s.mu.Unlock()
+
+	s.emit(out.events)
+	if newCert && s.cfg.Storage != nil {
+		c := cache.Cert{Leaf: leaf.Raw, Issuer: issuer.Raw, URLs: urls, MustStaple: mustStaple, Added: now}
+		if err := s.cfg.Storage.PutCert(key, c); err != nil {
+			s.metrics.persistFailures.Add(1)
+			s.log.Error().Err(err).Str("key", key.String()).Msg("imported certificate not stored")
+		}
+	}
+	if s.cfg.Storage != nil && s.persist(key, *rec) {
+		s.mu.Lock()
+		if e.resp == rec {
+			e.dirty = false
+		}
+		s.mu.Unlock()
+	}
+	info, _ := s.Entry(key)
+	return info, nil
 }
 
 // Unwatch drops one reference taken by Watch. When none is left the certificate is forgotten: no longer
