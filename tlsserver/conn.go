@@ -23,6 +23,8 @@ type Conn struct {
 	hs                 handshake // the handshake's state, used on the connection's goroutine only
 	authorized         bool
 	authorizationError string
+	ocspRequested      bool   // OCSPRequest ran for this handshake
+	ocspStaple         []byte // what it returned, stapled on this connection
 }
 
 // rawConn is the net.Conn handed to tls.Server: ClientHelloInfo.Conn is this value, which leads the
@@ -54,6 +56,14 @@ func (c *Conn) ServerName() string { return c.ConnectionState().ServerName }
 // Resumed reports whether the handshake resumed a session (Node's tlsSocket.isSessionReused()).
 func (c *Conn) Resumed() bool { return c.ConnectionState().DidResume }
 
+// OCSPRequested reports whether the OCSPRequest hook ran for this handshake: a full handshake whose client
+// asked for certificate status. Node's socket has no counterpart; a status page and metrics want it.
+func (c *Conn) OCSPRequested() bool { return c.ocspRequested }
+
+// OCSPStaple returns the OCSP response stapled on this connection (what OCSPRequest returned), nil when
+// none was. The caller must not modify it.
+func (c *Conn) OCSPStaple() []byte { return c.ocspStaple }
+
 // serveConn runs one connection: handshake, authorization, SecureConnection, close.
 func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
 	defer s.connEnded()
@@ -81,6 +91,7 @@ func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
 		return
 	}
 	sc := c.hs.sc
+	c.ocspRequested, c.ocspStaple = c.hs.ocspRequested, c.hs.ocspStaple
 	c.hs = handshake{}
 	if sc.request {
 		var err error

@@ -36,6 +36,9 @@ type handshake struct {
 
 	resumedID   []byte // TLS 1.2: the session ID the client resumed with, reissued as its ticket
 	resumedMeta sessionMeta
+
+	ocspRequested bool   // OCSPRequest ran
+	ocspStaple    []byte // and returned this
 }
 
 // configForClient is the outer Config's GetConfigForClient: it picks the secure context by SNI (Node's
@@ -103,6 +106,7 @@ func (h *handshake) requestOCSP() ([]byte, error) {
 		}
 		return nil, &HookError{Hook: "OCSPRequest", Err: err}
 	}
+	h.ocspRequested, h.ocspStaple = true, staple
 	return staple, nil
 }
 

@@ -384,6 +384,44 @@ func (s *Server) AddContext(hostname string, sc *SecureContext) error {
 	return nil
 }
 
+// HostContext is a secure context for the clients whose SNI server name matches Hostname (a pattern as
+// AddContext takes it).
+type HostContext struct {
+	Hostname string
+	Context  *SecureContext
+}
+
+// SetContexts replaces the default secure context and every added one at once. Node can only add contexts;
+// a configuration reload that renews a certificate or drops a name needs to replace them. Handshakes that
+// start afterwards see the new contexts, ones under way keep theirs, no connection is dropped. The named
+// contexts are added in order, so the last one that matches wins, as with AddContext. Nothing changes when
+// one of them is invalid. It also sets the SecureContext field, so that a later Listen serves def.
+func (s *Server) SetContexts(def *SecureContext, named []HostContext) error {
+	d, err := install(def, s.TLSConfig)
+	if err != nil {
+		return err
+	}
+	next := make([]*secureContext, 0, len(named))
+	for _, hc := range named {
+		re, err := compilePattern(hc.Hostname)
+		if err != nil {
+			return err
+		}
+		x, err := install(hc.Context, s.TLSConfig)
+		if err != nil {
+			return fmt.Errorf("tlsserver: context %q: %w", hc.Hostname, err)
+		}
+		x.pattern, x.re = hc.Hostname, re
+		next = append(next, x)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.SecureContext = def
+	s.def.Store(d)
+	s.contexts.Store(&next)
+	return nil
+}
+
 func (s *Server) handshakeTimeout() time.Duration {
 	switch {
 	case s.HandshakeTimeout == 0:
