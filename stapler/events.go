@@ -69,6 +69,8 @@ type Event struct {
 	Reason string
 	// URL is the responder involved, when one was.
 	URL string
+	// Latency is how long the fetch behind a FetchFailed or an Updated took (zero for an import).
+	Latency time.Duration
 }
 
 // event returns an Event about e with the fields every kind shares.

@@ -161,7 +161,7 @@ func (s *Stapler) failLocked(e *entry, err error, now time.Time, out *outcome) {
 	s.metrics.failed(reason)
 	if !quiet(err) {
 		ev := s.event(FetchFailed, e, now)
-		ev.Err, ev.Reason, ev.URL = err, reason, out.attempt.URL
+		ev.Err, ev.Reason, ev.URL, ev.Latency = err, reason, out.attempt.URL, out.attempt.Latency
 		out.events = append(out.events, ev)
 	} else {
 		s.log.Debug().Str("key", e.key.String()).Str("reason", reason).Msg("nothing to fetch")
@@ -195,7 +195,7 @@ func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time
 	out.attempt.Reason, out.attempt.Status = "ok", rec.Status
 	s.metrics.accepted(rec.Status)
 	updated := s.event(Updated, e, now)
-	updated.URL = out.attempt.URL
+	updated.URL, updated.Latency = out.attempt.URL, out.attempt.Latency
 	out.events = append(out.events, updated)
 	if prev == nil || prev.Status != rec.Status {
 		ev := s.event(StatusChanged, e, now)

@@ -2,6 +2,7 @@ package stapler
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -45,6 +46,12 @@ type Info struct {
 	// History is the last fetch attempts, oldest first (filled by Entry only).
 	History []cache.Attempt
 
+	// Leaf and Issuer are the certificate and its issuer, nil for a stored response whose certificate is
+	// not known (shared: do not modify).
+	Leaf, Issuer *x509.Certificate
+	// Response is the record of the response held, nil when none (shared: do not modify).
+	Response *cache.Response
+
 	lastErr error
 }
 
@@ -54,7 +61,7 @@ func (s *Stapler) infoLocked(e *entry, now time.Time) Info {
 	in := Info{
 		Key: e.key, URLs: e.urls, MustStaple: e.mustStaple, Watched: e.refs > 0, Fetchable: e.fetchable(),
 		NextRefresh: e.next, State: stateNames[e.state], Failures: e.failures, LastAttempt: e.lastTry,
-		lastErr: e.lastErr,
+		lastErr: e.lastErr, Leaf: e.leaf, Issuer: e.issuer, Response: e.resp,
 	}
 	if e.lastErr != nil {
 		in.LastError, in.LastReason = e.lastErr.Error(), reasonOf(e.lastErr)

@@ -175,11 +175,22 @@ func orDefault(n, def int) int {
 // It is the TLS hot path: one lock-free map lookup and an expiry check, no I/O, no allocation. The caller must
 // not modify the bytes.
 func (s *Stapler) Staple(key certs.Key) []byte {
+	if st := s.Current(key); st != nil {
+		return st.Raw
+	}
+	return nil
+}
+
+// Current returns the staple record Staple hands out for key (its DER, expiry, status and thisUpdate), or
+// nil when there is none that may be stapled now. Like Staple it does no I/O and no allocation; the record is
+// immutable and replaced, never changed, by a newer response, so a caller may cache what it derives from it
+// against the pointer.
+func (s *Stapler) Current(key certs.Key) *cache.Staple {
 	st := s.index.Get(key)
 	if st == nil || !s.now().Before(st.Expires) {
 		return nil
 	}
-	return st.Raw
+	return st
 }
 
 // Start loads the storage into the index, so that every stored response that is still valid is served at

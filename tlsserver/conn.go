@@ -3,6 +3,7 @@ package tlsserver
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ type Conn struct {
 	authorizationError string
 	ocspRequested      bool   // OCSPRequest ran for this handshake
 	ocspStaple         []byte // what it returned, stapled on this connection
+	leaf               *x509.Certificate
 }
 
 // rawConn is the net.Conn handed to tls.Server: ClientHelloInfo.Conn is this value, which leads the
@@ -60,6 +62,11 @@ func (c *Conn) Resumed() bool { return c.ConnectionState().DidResume }
 // asked for certificate status. Node's socket has no counterpart; a status page and metrics want it.
 func (c *Conn) OCSPRequested() bool { return c.ocspRequested }
 
+// Leaf returns the leaf certificate of the secure context the handshake chose (by SNI): the same pointer as
+// that context's Certificate.Leaf, so that a server with several contexts can tell which one a connection
+// got. It is nil before the handshake.
+func (c *Conn) Leaf() *x509.Certificate { return c.leaf }
+
 // OCSPStaple returns the OCSP response stapled on this connection (what OCSPRequest returned), nil when
 // none was. The caller must not modify it.
 func (c *Conn) OCSPStaple() []byte { return c.ocspStaple }
@@ -91,7 +98,7 @@ func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
 		return
 	}
 	sc := c.hs.sc
-	c.ocspRequested, c.ocspStaple = c.hs.ocspRequested, c.hs.ocspStaple
+	c.ocspRequested, c.ocspStaple, c.leaf = c.hs.ocspRequested, c.hs.ocspStaple, sc.leaf
 	c.hs = handshake{}
 	if sc.request {
 		var err error

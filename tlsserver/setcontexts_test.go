@@ -80,10 +80,16 @@ func TestConnReportsOCSP(t *testing.T) {
 		resumed   bool
 	}
 	reports := make(chan report, 8)
+	sc := f.context(f.leaf)
+	leaf := f.leaf.Cert
+	sc.Certificate.Leaf = leaf
 	srv := &Server{
-		SecureContext: f.context(f.leaf),
+		SecureContext: sc,
 		OCSPRequest:   func(context.Context, *x509.Certificate, *x509.Certificate) ([]byte, error) { return f.staple, nil },
 		SecureConnection: func(c *Conn) {
+			if c.Leaf() != leaf {
+				t.Errorf("Leaf() is not the context's Certificate.Leaf")
+			}
 			reports <- report{c.OCSPRequested(), c.OCSPStaple(), c.Resumed()}
 			io.WriteString(c, "hello\n")
 		},
