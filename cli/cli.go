@@ -44,6 +44,7 @@ func commands() []command {
 		fetchCommand(),
 		labCommand(),
 		responderCommand(),
+		serveCommand(),
 	}
 }
 

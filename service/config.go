@@ -59,6 +59,9 @@ type Config struct {
 	DrainTimeout Duration `toml:"drain_timeout"`
 	// SessionTTL is how long a TLS session stays resumable. Default 300 s, as Node's sessionTimeout.
 	SessionTTL Duration `toml:"session_ttl"`
+	// LabResponderURL is the responder URL of the embedded lab (no [[site]]: the lab under the data
+	// directory serves localhost), used when the lab is first made. Default http://127.0.0.1:8889.
+	LabResponderURL string `toml:"lab_responder_url"`
 
 	Fetch   FetchConfig  `toml:"fetch"`
 	Tickets TicketConfig `toml:"tickets"`
@@ -295,6 +298,11 @@ func (c *Config) Check() error {
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return c.Errorf(key, "%q is not HOST:PORT", addr)
+		}
+	}
+	if c.LabResponderURL != "" {
+		if err := checkHTTPURL(c.LabResponderURL); err != nil || !strings.HasPrefix(c.LabResponderURL, "http://") {
+			return c.Errorf("lab_responder_url", "%q is not an http:// URL", c.LabResponderURL)
 		}
 	}
 	if c.MaxConnections < 0 {
