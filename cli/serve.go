@@ -78,9 +78,9 @@ func serveCommand() command {
 // serveFlags are the command line of serve, applied over the configuration file.
 type serveFlags struct {
 	config, dataDir, listen, cert, key, issuer, upstream, forward string
-	metricsListen, responderListen, logLevel, logFormat        string
-	resetCache                                                 bool
-	set                                                        map[string]bool
+	metricsListen, responderListen, logLevel, logFormat           string
+	resetCache                                                    bool
+	set                                                           map[string]bool
 }
 
 func runServe(ctx context.Context, env Env, args []string) error {

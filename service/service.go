@@ -232,7 +232,9 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	tlsDone := make(chan error, 1)
 	go func() { tlsDone <- s.tls.Serve(tlsLn) }()
 
-	background("admin", func() error { return admin.Serve(ctx, adminLn, &liveBackend{s}, s.base.With().Str("component", "admin").Logger()) })
+	background("admin", func() error {
+		return admin.Serve(ctx, adminLn, &liveBackend{s}, s.base.With().Str("component", "admin").Logger())
+	})
 	if metricsLn != nil {
 		background("metrics", func() error { return serveHTTP(ctx, metricsLn, s.metricsHandler()) })
 	}
