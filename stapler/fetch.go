@@ -171,9 +171,16 @@ func (s *Stapler) failLocked(e *entry, err error, now time.Time, out *outcome) {
 func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time, out *outcome) {
 	expires := resp.Expiry(s.cfg.Policy.TTL())
 	next := s.cfg.Policy.RefreshAt(resp, now, s.rnd)
-	if next.After(now) {
+	switch {
+	case resp.Status == ocspfetch.Unknown && !s.cfg.StapleUnknown:
+		// Nothing to staple: ask again with backoff rather than at the midpoint. A responder answers unknown
+		// for a certificate issued moments ago (the Baseline Requirements give CAs 15 minutes), or from an
+		// index it has not reloaded yet (openssl ocsp).
+		e.failures++
+		next = s.cfg.Policy.Backoff(e.failures, now, time.Time{}, 0, s.rnd)
+	case next.After(now):
 		e.failures = 0
-	} else {
+	default:
 		// The response is already past its refresh point (a stale cache in front of the responder): keep it,
 		// but ask again with backoff rather than at once.
 		e.failures++

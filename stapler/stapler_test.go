@@ -336,6 +336,22 @@ func TestUnknownStatus(t *testing.T) {
 				if got := s.Staple(key) != nil; got != stapleUnknown {
 					t.Errorf("unknown stapled = %v, want %v (a good held before must not be stapled either)", got, stapleUnknown)
 				}
+				if stapleUnknown {
+					return
+				}
+				// Not stapled, so asked again within the first backoff step (1 min, +10% jitter), not at the
+				// midpoint two days away: the responder now knows the certificate.
+				if wait := info.NextRefresh.Sub(time.Now()); wait > 66*time.Second {
+					t.Errorf("next refresh after unknown in %v, want the first backoff step", wait)
+				}
+				fake.mu.Lock()
+				delete(fake.unknown, chain.Leaf.SerialNumber.String())
+				fake.mu.Unlock()
+				time.Sleep(2 * time.Minute)
+				synctest.Wait()
+				if s.Staple(key) == nil {
+					t.Error("good is not stapled again two minutes after unknown")
+				}
 			})
 		})
 	}
