@@ -189,6 +189,7 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if err := s.install(sites, nil); err != nil {
 		return err
 	}
+	s.forgetUnserved()
 
 	sessions := &cache.SessionStore{Store: s.store, TTL: cfg.SessionTTL.Duration, Now: s.opts.Now}
 	background("sessions", func() error {
@@ -329,6 +330,21 @@ func (s *Service) onEvent(ev stapler.Event) {
 		s.metrics.StatusChanged(ev.Status.String())
 	case stapler.PersistFailed:
 		s.metrics.PersistFailed()
+	}
+}
+
+// forgetUnserved drops the cached certificates no site serves any more (renewed or removed while the service
+// was stopped), as a reload does, so that their responders are not asked for them again.
+func (s *Service) forgetUnserved() {
+	for _, in := range s.stapler.Entries() {
+		if in.Watched {
+			continue
+		}
+		if err := s.stapler.Remove(in.Key); err != nil {
+			s.log.Warn().Err(err).Str("key", in.Key.String()).Msg("a cached certificate no site serves could not be removed")
+			continue
+		}
+		s.log.Info().Str("key", in.Key.String()).Msg("dropped a cached certificate that no site serves any more")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,6 +69,7 @@ type running struct {
 	cancel context.CancelFunc
 	done   chan error
 	reload chan func() (*Config, error)
+	once   sync.Once
 }
 
 func run(t *testing.T, cfg *Config) *running {
@@ -91,18 +93,20 @@ func run(t *testing.T, cfg *Config) *running {
 	return r
 }
 
+// stop ends the service and checks that Run returns nil; it may be called again.
 func (r *running) stop(t *testing.T) {
 	t.Helper()
-	r.cancel()
-	select {
-	case err, ok := <-r.done:
-		if ok && err != nil {
-			t.Errorf("Run returned %v after its context ended", err)
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("Run returned %v after its context ended", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30 s of its context ending")
 		}
-		close(r.done)
-	case <-time.After(30 * time.Second):
-		t.Error("Run did not return within 30 s of its context ending")
-	}
+	})
 }
 
 // dial makes a TLS handshake asking for status and returns the connection state.
@@ -325,5 +329,24 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("no %s within 15 s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServiceForgetsUnservedAtStart restarts a service with a renewed certificate in place of the old one
+// (renewed while it was stopped): the old entry leaves the cache instead of being refreshed forever.
+func TestServiceForgetsUnservedAtStart(t *testing.T) {
+	w := newWorld(t)
+	aCert, aKey, aLeaf := w.leaf("a", "a.test")
+	dataDir := filepath.Join(w.dir, "data")
+	r := run(t, &Config{DataDir: dataDir, Listen: "127.0.0.1:0", Sites: []Site{{Cert: aCert, Key: aKey}}})
+	w.waitStapled(t, r.addrs.TLS, "a.test", aLeaf)
+	r.stop(t)
+
+	nCert, nKey, nLeaf := w.leaf("a-new", "a.test")
+	r = run(t, &Config{DataDir: dataDir, Listen: "127.0.0.1:0", Sites: []Site{{Cert: nCert, Key: nKey}}})
+	w.waitStapled(t, r.addrs.TLS, "a.test", nLeaf)
+	es, err := admin.NewClient(r.addrs.AdminSocket).Entries(context.Background())
+	if err != nil || len(es) != 1 || !strings.HasSuffix(es[0].Key, ":"+strings.ToLower(nLeaf.Cert.SerialNumber.Text(16))) {
+		t.Errorf("entries after a restart with a renewed certificate: %v %+v", err, es)
 	}
 }
