@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 		panic("building staple: " + err.Error())
 	}
 	code := m.Run()
+	printSummary(os.Stdout)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
