@@ -66,6 +66,10 @@ func start(t *testing.T, name string, args ...string) *process {
 	p.cmd = exec.Command(name, args...)
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	// Its own process group, killed whole at the end: nginx's worker and the commands staple runs (export
+	// reloads) must not outlive the test, nor keep the output pipe open.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
@@ -87,7 +91,7 @@ func start(t *testing.T, name string, args ...string) *process {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		p.cmd.Process.Kill()
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 		if t.Failed() {
 			t.Logf("output of %s:\n%s", p.name, p.output())
