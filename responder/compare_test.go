@@ -93,7 +93,8 @@ func formatRates(xs []float64) string {
 }
 
 // startOpenSSLResponder runs openssl ocsp -index on the lab, answering from its delegated signer with a
-// one-hour nextUpdate, and returns its address once it accepts connections.
+// one-hour nextUpdate, and returns its address once it listens. openssl says when it does: probing the port
+// instead would wedge it, as the single-threaded responder then waits forever on the probe's connection.
 func startOpenSSLResponder(t *testing.T, l *lab.Lab) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -104,8 +105,11 @@ func startOpenSSLResponder(t *testing.T, l *lab.Lab) string {
 	ln.Close() // openssl binds [::]:port itself; the port stays free in between on a test machine
 	cmd := exec.Command("openssl", "ocsp", "-index", l.Path(lab.IndexFile), "-port", port, "-rsigner",
 		l.Path(lab.SignerCertFile), "-rkey", l.Path(lab.SignerKeyFile), "-CA", l.Path(lab.CACertFile), "-nmin", "60", "-ignore_err")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,19 +117,23 @@ func startOpenSSLResponder(t *testing.T, l *lab.Lab) string {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	addr := "127.0.0.1:" + port
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return addr
+	listening := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		ready := listening
+		for sc.Scan() { // read to the end, so that openssl never blocks on a full pipe
+			if ready != nil && strings.Contains(sc.Text(), "waiting for OCSP client connections") {
+				close(ready)
+				ready = nil
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("openssl ocsp did not start: %v\n%s", err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling a real peer's port
+	}()
+	select {
+	case <-listening:
+	case <-time.After(10 * time.Second):
+		t.Fatal("openssl ocsp did not start listening")
 	}
+	return "127.0.0.1:" + port
 }
 
 // rawLoad sends GET path to addr from workers connections for d: HTTP/1.1 on kept-alive connections, or
