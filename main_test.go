@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,24 @@ func TestBinaryVersion(t *testing.T) {
 	out, errOut, code := staple(t, "version")
 	if code != 0 || errOut != "" || !strings.HasPrefix(out, "staple v0.0.0-test go1.") {
 		t.Errorf("version: code %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// TestBinaryVersionFromBuildInfo builds staple without -ldflags: the version then comes from the build
+// information (the module's VCS version when go stamps one, "devel" otherwise).
+func TestBinaryVersionFromBuildInfo(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "staple")
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(ctx, bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^staple (devel|v\S+) go1\.\S+ \S+/\S+\n$`).Match(out) || strings.Contains(string(out), "v0.0.0-test") {
+		t.Errorf("version without -ldflags: %q", out)
 	}
 }
 

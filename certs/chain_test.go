@@ -2,9 +2,13 @@ package certs_test
 
 import (
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -160,29 +164,92 @@ func TestLoadChainErrors(t *testing.T) {
 	})
 }
 
-func TestOCSPURLsAndNames(t *testing.T) {
+// TestURLsAndNames reads every kind of URL and name from testpki leaves: 0, 1 and 2 OCSP URLs in order, CA
+// Issuers URLs, CRL distribution points, DNS and IP names.
+func TestURLsAndNames(t *testing.T) {
 	root := testpki.NewRoot(t, "Root", testpki.ECDSAP256)
-	for _, urls := range [][]string{nil, {"http://one.test"}, {"http://one.test", "https://two.test/ocsp"}} {
-		l := root.Issue(t, testpki.LeafOptions{DNSNames: []string{"x.test"}, OCSPURLs: urls})
-		got := certs.OCSPURLs(l.Cert)
-		if strings.Join(got, " ") != strings.Join(urls, " ") {
-			t.Errorf("OCSPURLs = %q, want %q", got, urls)
-		}
-		if n := certs.Names(l.Cert); len(n) == 0 || n[0] != "x.test" {
-			t.Errorf("Names = %q", n)
-		}
+	tests := []struct {
+		name                string
+		o                   testpki.LeafOptions
+		ocsp, issuers, crls []string
+		names               []string
+		mustStaple          bool
+	}{
+		{name: "no URL", o: testpki.LeafOptions{DNSNames: []string{"x.test"}}, names: []string{"x.test"}},
+		{name: "one OCSP URL", o: testpki.LeafOptions{DNSNames: []string{"x.test"}, OCSPURLs: []string{"http://one.test"}},
+			ocsp: []string{"http://one.test"}, names: []string{"x.test"}},
+		{name: "two OCSP URLs in order", o: testpki.LeafOptions{DNSNames: []string{"x.test"}, OCSPURLs: []string{"http://one.test", "https://two.test/ocsp"}},
+			ocsp: []string{"http://one.test", "https://two.test/ocsp"}, names: []string{"x.test"}},
+		{name: "CA Issuers and CRLs", o: testpki.LeafOptions{DNSNames: []string{"x.test", "y.test"}, OCSPURLs: []string{"http://ocsp.test:8080/"},
+			CAIssuers: []string{"http://ca.test/ca.der", "ldap://ca.test/cn=ca"}, CRLs: []string{"http://crl.test/a.crl", "http://crl2.test/b.crl"}},
+			ocsp: []string{"http://ocsp.test:8080/"}, issuers: []string{"http://ca.test/ca.der", "ldap://ca.test/cn=ca"},
+			crls: []string{"http://crl.test/a.crl", "http://crl2.test/b.crl"}, names: []string{"x.test", "y.test"}},
+		{name: "IP names, Must-Staple", o: testpki.LeafOptions{IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, MustStaple: true},
+			names: []string{"127.0.0.1", "::1"}, mustStaple: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := root.Issue(t, tt.o)
+			if got := certs.OCSPURLs(l.Cert); !slices.Equal(got, tt.ocsp) {
+				t.Errorf("OCSPURLs = %q, want %q", got, tt.ocsp)
+			}
+			if got := certs.CAIssuerURLs(l.Cert); !slices.Equal(got, tt.issuers) {
+				t.Errorf("CAIssuerURLs = %q, want %q", got, tt.issuers)
+			}
+			if got := certs.CRLURLs(l.Cert); !slices.Equal(got, tt.crls) {
+				t.Errorf("CRLURLs = %q, want %q", got, tt.crls)
+			}
+			if got := certs.Names(l.Cert); !slices.Equal(got, tt.names) {
+				t.Errorf("Names = %q, want %q", got, tt.names)
+			}
+			if got := certs.MustStaple(l.Cert); got != tt.mustStaple {
+				t.Errorf("MustStaple = %v, want %v", got, tt.mustStaple)
+			}
+		})
 	}
 }
 
+// TestTLSFeatures reads the TLS Feature extension (RFC 7633) in its forms: Must-Staple is status_request (5)
+// among the features; status_request_v2 (17) alone is not; a malformed extension counts as Must-Staple.
 func TestTLSFeatures(t *testing.T) {
-	root := testpki.NewRoot(t, "Root", testpki.ECDSAP256)
-	must := root.Issue(t, testpki.LeafOptions{MustStaple: true})
-	f, err := certs.TLSFeatures(must.Cert)
-	if err != nil || len(f) != 1 || f[0] != 5 {
-		t.Errorf("TLSFeatures = %v, %v; want [5]", f, err)
+	oid := asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
+	tests := []struct {
+		name       string
+		value      []byte // nil: no extension
+		features   []int
+		err        error
+		mustStaple bool
+	}{
+		{name: "no extension", value: nil},
+		{name: "status_request", value: []byte{0x30, 0x03, 0x02, 0x01, 0x05}, features: []int{5}, mustStaple: true},
+		{name: "status_request_v2 only", value: []byte{0x30, 0x03, 0x02, 0x01, 0x11}, features: []int{17}},
+		{name: "both", value: []byte{0x30, 0x06, 0x02, 0x01, 0x11, 0x02, 0x01, 0x05}, features: []int{17, 5}, mustStaple: true},
+		{name: "empty list", value: []byte{0x30, 0x00}, features: []int{}},
+		{name: "not a SEQUENCE", value: []byte{0x02, 0x01, 0x05}, err: certs.ErrBadTLSFeature, mustStaple: true},
+		{name: "not INTEGERs", value: []byte{0x30, 0x03, 0x04, 0x01, 0x05}, err: certs.ErrBadTLSFeature, mustStaple: true},
+		{name: "trailing bytes", value: []byte{0x30, 0x03, 0x02, 0x01, 0x05, 0x00}, err: certs.ErrBadTLSFeature, mustStaple: true},
 	}
-	plain := root.Issue(t, testpki.LeafOptions{})
-	if f, err := certs.TLSFeatures(plain.Cert); f != nil || err != nil || certs.MustStaple(plain.Cert) {
-		t.Errorf("plain certificate: %v, %v", f, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &x509.Certificate{}
+			if tt.value != nil {
+				c.Extensions = []pkix.Extension{{Id: oid, Value: tt.value}}
+			}
+			f, err := certs.TLSFeatures(c)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("TLSFeatures error = %v, want %v", err, tt.err)
+			}
+			if !slices.Equal(f, tt.features) || (f == nil) != (tt.features == nil) {
+				t.Errorf("TLSFeatures = %v, want %v", f, tt.features)
+			}
+			if got := certs.MustStaple(c); got != tt.mustStaple {
+				t.Errorf("MustStaple = %v, want %v", got, tt.mustStaple)
+			}
+		})
+	}
+	// And as testpki writes it into a signed certificate.
+	root := testpki.NewRoot(t, "Root", testpki.ECDSAP256)
+	if f, err := certs.TLSFeatures(root.Issue(t, testpki.LeafOptions{MustStaple: true}).Cert); err != nil || !slices.Equal(f, []int{5}) {
+		t.Errorf("testpki Must-Staple leaf: %v, %v", f, err)
 	}
 }

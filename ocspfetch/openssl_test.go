@@ -250,7 +250,8 @@ func TestOpenSSLResponderOddRows(t *testing.T) {
 	other := testpki.NewRoot(t, "Not The Lab", testpki.ECDSAP256)
 	stranger := other.Issue(t, testpki.LeafOptions{Serial: big.NewInt(0x1000)})
 	_, err = (&ocspfetch.Client{Timeout: 5 * time.Second}).FetchURL(context.Background(), url, stranger.Cert, other.Cert)
-	if !errors.Is(err, ocspfetch.ErrUnauthorizedSigner) && !errors.Is(err, ocspfetch.ErrBadSignature) {
-		t.Errorf("foreign issuer: %v, want the lab CA's signature refused", err)
+	// openssl signs with the lab CA and embeds it; the lab CA is no delegate of the other root.
+	if !errors.Is(err, ocspfetch.ErrUnauthorizedSigner) {
+		t.Errorf("foreign issuer: %v, want ErrUnauthorizedSigner", err)
 	}
 }

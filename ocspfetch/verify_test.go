@@ -158,6 +158,13 @@ var verifyCases = []verifyCase{
 	{name: "wrong serial", build: respond(testpki.ResponseOptions{Serial: big.NewInt(0x4242)}), want: ocspfetch.ErrNoMatchingResponse},
 	{name: "wrong issuer name hash", build: respond(testpki.ResponseOptions{IssuerNameHash: make([]byte, 20)}), want: ocspfetch.ErrNoMatchingResponse},
 	{name: "wrong issuer key hash", build: respond(testpki.ResponseOptions{IssuerKeyHash: make([]byte, 20)}), want: ocspfetch.ErrNoMatchingResponse},
+	{name: "CertID labelled SHA-256 holding SHA-1 hashes", build: respondWith(func(t *testing.T, f *fixture) testpki.ResponseOptions {
+		sha1ID, err := testpki.NewCertID(f.ca.Cert, f.leaf.Cert.SerialNumber, crypto.SHA1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testpki.ResponseOptions{Hash: crypto.SHA256, IssuerNameHash: sha1ID.IssuerNameHash, IssuerKeyHash: sha1ID.IssuerKeyHash}
+	}), want: ocspfetch.ErrNoMatchingResponse},
 	{name: "same serial under another CA only (x/crypto #81396)", build: respondWith(func(t *testing.T, f *fixture) testpki.ResponseOptions {
 		id := f.other.Single(t, f.leaf.Cert.SerialNumber, testpki.ResponseOptions{})
 		return testpki.ResponseOptions{IssuerNameHash: id.CertID.IssuerNameHash, IssuerKeyHash: id.CertID.IssuerKeyHash}

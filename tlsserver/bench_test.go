@@ -16,17 +16,20 @@ import (
 	"staple/internal/testpki"
 )
 
-// benchPair holds a tlsserver.Server and a plain crypto/tls configuration serving the same certificate, both
-// over net.Pipe, so that the kernel stays out of the measure.
+// benchPair holds a tlsserver.Server and a plain crypto/tls server serving the same certificate, each with
+// its own accept loop over a pipe listener (net.Pipe), so that the kernel stays out of the measure and both
+// sides pay for accepting a connection and starting its goroutine.
 type benchPair struct {
 	srv    *Server
 	l      *pipeListener
+	pl     *pipeListener
 	plain  *tls.Config
 	client *tls.Config
 }
 
 // newBenchPair serves leaf both ways. The tlsserver side staples from an in-memory map through OCSPRequest;
-// the plain side has the same response as its static OCSPStaple.
+// the plain side, tls.Server on each accepted connection as a plain crypto/tls server does, has the same
+// response as its static OCSPStaple.
 func newBenchPair(b *testing.B, f *fixture, configure func(s *Server, plain *tls.Config)) *benchPair {
 	b.Helper()
 	staples := map[certs.Key][]byte{certs.NewKey(f.inter.Cert, f.leaf.Cert): f.staple}
@@ -44,12 +47,27 @@ func newBenchPair(b *testing.B, f *fixture, configure func(s *Server, plain *tls
 	}
 	l := newPipeListener()
 	go srv.Serve(l)
+	pl := newPipeListener()
+	go func() {
+		for {
+			c, err := pl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				tc := tls.Server(c, plain)
+				tc.Handshake()
+				tc.Close()
+			}()
+		}
+	}()
 	b.Cleanup(func() {
+		pl.Close()
 		done := make(chan struct{})
 		srv.Close(func() { close(done) })
 		<-done
 	})
-	return &benchPair{srv: srv, l: l, plain: plain, client: f.goConfig(tls.VersionTLS13)}
+	return &benchPair{srv: srv, l: l, pl: pl, plain: plain, client: f.goConfig(tls.VersionTLS13)}
 }
 
 // dialTLSServer does one handshake with the tlsserver side and reads until the server closes.
@@ -61,15 +79,13 @@ func (p *benchPair) dialTLSServer(b *testing.B, cfg *tls.Config) tls.ConnectionS
 	return clientRound(b, raw, cfg)
 }
 
-// dialPlain does the same with a plain crypto/tls server, which closes after its handshake.
+// dialPlain does the same with the plain crypto/tls server, which closes after its handshake.
 func (p *benchPair) dialPlain(b *testing.B, cfg *tls.Config) tls.ConnectionState {
-	client, server := net.Pipe()
-	go func() {
-		c := tls.Server(server, p.plain)
-		c.Handshake()
-		c.Close()
-	}()
-	return clientRound(b, client, cfg)
+	raw, err := p.pl.Dial()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return clientRound(b, raw, cfg)
 }
 
 func clientRound(b *testing.B, raw net.Conn, cfg *tls.Config) tls.ConnectionState {

@@ -15,13 +15,14 @@ import (
 // Node's npnProtocol has no counterpart: NPN was removed from Go (1.14) and Node (10), so no protocol is
 // ever negotiated that way; ALPNProtocol is the only one.
 //
-// The methods below report the handshake and are safe for concurrent use once SecureConnection has been
-// called; before that (in ClientError) they report the zero values.
+// The methods below report the handshake from a record taken when it succeeded: they are safe for
+// concurrent use, and report the zero values in ClientError, where there was no secure connection.
 type Conn struct {
 	*tls.Conn
 
 	raw                *rawConn
-	hs                 handshake // the handshake's state, used on the connection's goroutine only
+	hs                 handshake           // the handshake's state, used on the connection's goroutine only
+	state              tls.ConnectionState // set once the handshake has succeeded
 	authorized         bool
 	authorizationError string
 	ocspRequested      bool   // OCSPRequest ran for this handshake
@@ -49,14 +50,14 @@ func (c *Conn) Authorized() bool { return c.authorized }
 func (c *Conn) AuthorizationError() string { return c.authorizationError }
 
 // ALPNProtocol returns the protocol negotiated by ALPN, "" when none was (Node's alpnProtocol false).
-func (c *Conn) ALPNProtocol() string { return c.ConnectionState().NegotiatedProtocol }
+func (c *Conn) ALPNProtocol() string { return c.state.NegotiatedProtocol }
 
 // ServerName returns the SNI server name the client sent, "" when it sent none (Node's servername false).
 // Unlike Node it is also reported on resumed TLS 1.2 sessions.
-func (c *Conn) ServerName() string { return c.ConnectionState().ServerName }
+func (c *Conn) ServerName() string { return c.state.ServerName }
 
 // Resumed reports whether the handshake resumed a session (Node's tlsSocket.isSessionReused()).
-func (c *Conn) Resumed() bool { return c.ConnectionState().DidResume }
+func (c *Conn) Resumed() bool { return c.state.DidResume }
 
 // OCSPRequested reports whether the OCSPRequest hook ran for this handshake: a full handshake whose client
 // asked for certificate status. Node's socket has no counterpart; a status page and metrics want it.
@@ -73,25 +74,21 @@ func (c *Conn) OCSPStaple() []byte { return c.ocspStaple }
 
 // serveConn runs one connection: handshake, authorization, SecureConnection, close.
 func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
-	defer s.connEnded()
 	c := &Conn{}
 	c.raw = &rawConn{Conn: raw, c: c}
 	c.hs.srv = s
 	c.hs.raw = raw
 	c.Conn = tls.Server(c.raw, outer)
-	defer c.Close()
 
-	ctx := context.Background()
-	timeout := s.handshakeTimeout()
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+	ctx, expired := s.handshakeDeadline(c)
+	err := c.HandshakeContext(ctx)
+	if expired() {
+		return // ended at the deadline, by the timer's goroutine
 	}
-	if err := c.HandshakeContext(ctx); err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v): %w", ErrHandshakeTimeout, timeout, err)
-		} else if a, ok := peerAlert(err); ok {
+	defer s.connEnded()
+	defer c.Close()
+	if err != nil {
+		if a, ok := peerAlert(err); ok {
 			err = a
 		}
 		s.clientError(c, err)
@@ -100,9 +97,10 @@ func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
 	sc := c.hs.sc
 	c.ocspRequested, c.ocspStaple, c.leaf = c.hs.ocspRequested, c.hs.ocspStaple, sc.leaf
 	c.hs = handshake{}
+	c.state = c.ConnectionState()
 	if sc.request {
 		var err error
-		c.authorized, c.authorizationError, err = sc.authorize(c.ConnectionState(), s.now())
+		c.authorized, c.authorizationError, err = sc.authorize(c.state, s.now())
 		if sc.reject && !c.authorized {
 			s.clientError(c, &UnauthorizedError{Code: c.authorizationError, Err: err})
 			return
@@ -113,31 +111,34 @@ func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
 	}
 }
 
+// handshakeDeadline returns the context of c's handshake, cancelled at HandshakeTimeout, and the function
+// to call once the handshake has returned, which reports whether the deadline came first.
+//
+// Hooks run on the handshake's goroutine, and one may ignore its context. So when the deadline comes, the
+// connection is ended from the timer's goroutine (closed, reported to ClientError, no longer counted)
+// whatever the handshake's goroutine is doing; that goroutine, once a late hook returns, only exits. A
+// handshake that ends in time costs a timer and no goroutine.
+func (s *Server) handshakeDeadline(c *Conn) (context.Context, func() bool) {
+	timeout := s.handshakeTimeout()
+	if timeout <= 0 {
+		return context.Background(), func() bool { return false }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	stop := context.AfterFunc(ctx, func() {
+		s.clientError(c, fmt.Errorf("%w (%v): %w", ErrHandshakeTimeout, timeout, ctx.Err()))
+		s.connEnded()
+	})
+	return ctx, func() bool {
+		expired := !stop()
+		cancel()
+		return expired
+	}
+}
+
 func (s *Server) clientError(c *Conn, err error) {
 	c.raw.Close()
 	if s.ClientError != nil {
 		s.ClientError(c, err)
-	}
-}
-
-// await runs a hook on its own goroutine and waits for it or for ctx, whichever comes first, so that a
-// hook that never returns cannot hold the handshake past its deadline. A hook's late result is dropped.
-func await[T any](ctx context.Context, hook func(context.Context) (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		v, err := hook(ctx)
-		ch <- result{v, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
 	}
 }
 

@@ -16,7 +16,7 @@ const (
 )
 
 // handshake is the per-connection state the crypto/tls hooks share. crypto/tls calls them one after the
-// other on the connection's goroutine (or an await goroutine's caller), so it needs no lock.
+// other on the connection's goroutine, so it needs no lock.
 type handshake struct {
 	srv  *Server
 	raw  net.Conn
@@ -98,12 +98,8 @@ func (h *handshake) getCertificate(chi *tls.ClientHelloInfo) (*tls.Certificate, 
 }
 
 func (h *handshake) requestOCSP() ([]byte, error) {
-	hook, leaf, issuer := h.srv.OCSPRequest, h.sc.leaf, h.sc.issuer
-	staple, err := await(h.ctx, func(ctx context.Context) ([]byte, error) { return hook(ctx, leaf, issuer) })
+	staple, err := h.srv.OCSPRequest(h.ctx, h.sc.leaf, h.sc.issuer)
 	if err != nil {
-		if h.ctx.Err() != nil {
-			return nil, h.ctx.Err()
-		}
 		return nil, &HookError{Hook: "OCSPRequest", Err: err}
 	}
 	h.ocspRequested, h.ocspStaple = true, staple
@@ -142,11 +138,7 @@ func (h *handshake) wrapSession(cs tls.ConnectionState, ss *tls.SessionState) ([
 		return nil, err
 	}
 	if hook := h.srv.NewSession; hook != nil {
-		_, err := await(h.ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, hook(ctx, id, data) })
-		if err != nil {
-			if h.ctx.Err() != nil {
-				return nil, h.ctx.Err()
-			}
+		if err := hook(h.ctx, id, data); err != nil {
 			return nil, &HookError{Hook: "NewSession", Err: err}
 		}
 	}
@@ -190,11 +182,8 @@ func (h *handshake) lookup(id []byte, cs tls.ConnectionState) (*tls.SessionState
 		if hook == nil {
 			return nil, sessionMeta{}, nil
 		}
-		data, err := await(h.ctx, func(ctx context.Context) ([]byte, error) { return hook(ctx, id) })
+		data, err := hook(h.ctx, id)
 		if err != nil {
-			if h.ctx.Err() != nil {
-				return nil, sessionMeta{}, h.ctx.Err()
-			}
 			return nil, sessionMeta{}, &HookError{Hook: "ResumeSession", Err: err}
 		}
 		if data == nil {

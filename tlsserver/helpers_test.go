@@ -240,7 +240,7 @@ func stop(t *testing.T, s *Server) {
 }
 
 // serverFrames are the functions of the server's own goroutines.
-var serverFrames = []string{"tlsserver.(*Server).serve", "tlsserver.(*Server).serveConn", "tlsserver.await"}
+var serverFrames = []string{"tlsserver.(*Server).serve", "tlsserver.(*Server).serveConn", "tlsserver.(*Server).handshakeDeadline.func1"}
 
 // waitNoServerGoroutines polls, with a deadline, until no goroutine runs the server's code.
 func waitNoServerGoroutines(t testing.TB) {

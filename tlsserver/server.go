@@ -29,7 +29,8 @@ const DefaultSessionTimeout = 300 * time.Second
 // Hooks run on the connection's goroutine, concurrently for different connections, so they must be safe
 // for concurrent use. The hooks that Node gives a callback (OCSPRequest, NewSession, ResumeSession) get the
 // handshake's context, which is cancelled at the handshake deadline; the handshake waits for them, and
-// gives up at the deadline even if a hook does not return (its result is then discarded).
+// gives up at the deadline even if a hook does not return: the connection is then closed and reported to
+// ClientError from the deadline's timer, and the hook's late result is discarded.
 type Server struct {
 	// SecureContext is the default secure context (the key, cert, ca, ALPNProtocols, requestCert and
 	// rejectUnauthorized options of Node's tls.createServer): used when the client sent no SNI name or
@@ -70,7 +71,8 @@ type Server struct {
 	// TLS (tls.RecordHeaderError), a client alert (*PeerAlertError), the handshake timeout
 	// (ErrHandshakeTimeout), a hook's error (*HookError), an unverified client certificate
 	// (*UnauthorizedError), and crypto/tls's own handshake errors. c is closed; its RemoteAddr is still
-	// valid. nil ignores them.
+	// valid. It runs on the connection's goroutine, except for ErrHandshakeTimeout, which comes from the
+	// deadline's timer while a hook may still hold the connection's goroutine. nil ignores them.
 	ClientError func(c *Conn, err error)
 
 	// OCSPRequest is called during a full handshake (never a resumed one) whose ClientHello asked for
