@@ -167,14 +167,32 @@ func statusWord(s int) string {
 	return "good"
 }
 
+// runTool runs a peer's command with a deadline and returns its combined output and exit code.
 func runTool(t *testing.T, timeout time.Duration, name string, args ...string) (string, int) {
+	t.Helper()
+	return runCmd(t, timeout, true, name, args...)
+}
+
+// runToolStdout is runTool with stdout alone (stderr discarded): for tools that chatter on stderr.
+func runToolStdout(t *testing.T, timeout time.Duration, name string, args ...string) (string, int) {
+	t.Helper()
+	return runCmd(t, timeout, false, name, args...)
+}
+
+func runCmd(t *testing.T, timeout time.Duration, combined bool, name string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Stdin = strings.NewReader("")
 	cmd.WaitDelay = time.Second
 	timer := time.AfterFunc(timeout, func() { cmd.Process.Kill() })
 	defer timer.Stop()
-	out, err := cmd.CombinedOutput()
+	var out []byte
+	var err error
+	if combined {
+		out, err = cmd.CombinedOutput()
+	} else {
+		out, err = cmd.Output()
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
