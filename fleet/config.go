@@ -13,6 +13,8 @@ import (
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 
 	"staple/cache"
@@ -39,6 +41,9 @@ const (
 	// DefaultLeaseTTL is the election's lease: a new leader takes over within two of them.
 	DefaultLeaseTTL = 10 * time.Second
 )
+
+// maxReconnectDelay bounds the wait between two attempts to reach etcd.
+const maxReconnectDelay = 2 * time.Second
 
 // Config says how to reach the fleet's etcd cluster and where staple's keys live in it. Only Endpoints is
 // required; every zero field has the default its comment gives. Config is a value: share it freely.
@@ -157,6 +162,12 @@ func Connect(c Config) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: dial,
 		// etcd's client logs through zap; staple logs through zerolog, and reports what matters itself.
 		Logger: zap.NewNop(),
+		// gRPC's default reconnect backoff grows to two minutes: a node would take that long to notice that
+		// etcd is back. Local clusters are cheap to ask again.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxReconnectDelay},
+			MinConnectTimeout: dial,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fleet: etcd client: %w", err)

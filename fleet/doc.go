@@ -9,8 +9,8 @@
 // holding a lock that the TLS hot path takes.
 //
 // Nothing here may stop stapling. When etcd is unreachable, stores fail with errors (the stapler keeps its
-// responses in memory and writes them back when etcd returns), the Elector reports stapler.NoLeader within
-// one lease TTL so that nodes fetch for themselves what nears expiry, sessions become misses and ticket keys
+// responses in memory and writes them back when etcd returns), the Elector reports stapler.NoLeader about
+// one lease TTL later so that nodes fetch for themselves what nears expiry, sessions become misses and ticket keys
 // stay those in use. Connect does not wait for etcd: a node starts and staples without it.
 //
 // Wiring for staple serve: Connect; NewStore as the stapler's Config.Storage; an Elector whose Role is the

@@ -63,6 +63,15 @@ func (f *caResponder) requests() int {
 	return n
 }
 
+func (f *caResponder) lastThisUpdate() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
+}
+
+// testCA is an ECDSA root for a test.
+func testCA(t testing.TB, name string) *testpki.CA { return testpki.NewRoot(t, name, testpki.ECDSAP256) }
+
 func firstOCSP(c *x509.Certificate) string {
 	if len(c.OCSPServer) == 0 {
 		return ""

@@ -17,7 +17,7 @@ import (
 //	P history/<key>      cache history record           the last fetch attempts, whichever node made them
 //	P sessions/<id>      cache session record           TLS sessions, each key under a lease that ends it
 //	P ticket_keys        cache ticket keys record       current and previous session ticket keys
-//	P leader/<lease>     node name                      the election (etcd's concurrency package)
+//	P leader/<lease>     node name                      the election (etcd's concurrency package), one key per node
 //
 // <key> is the hex of cache.EncodeKey (128 characters: issuer hash, then the zero-padded serial), so keys
 // sort by issuer then serial as in the bbolt file; <id> is the hex of the session ID. thisupdate/<key> is
@@ -31,7 +31,8 @@ const (
 	dirHistory    = "history/"
 	dirSessions   = "sessions/"
 	keyTickets    = "ticket_keys"
-	dirLeader     = "leader/"
+	// election is the election's prefix: etcd's concurrency package adds the "/" and each node's lease.
+	election = "leader"
 )
 
 func (k keyspace) of(dir string, key certs.Key) string {
@@ -44,7 +45,7 @@ func (k keyspace) thisUpdate(key certs.Key) string { return k.of(dirThisUpdate, 
 func (k keyspace) history(key certs.Key) string    { return k.of(dirHistory, key) }
 func (k keyspace) session(id []byte) string        { return k.p + dirSessions + hex.EncodeToString(id) }
 func (k keyspace) tickets() string                 { return k.p + keyTickets }
-func (k keyspace) leader() string                  { return k.p + dirLeader }
+func (k keyspace) election() string                { return k.p + election }
 func (k keyspace) dir(dir string) string           { return k.p + dir }
 
 // parse returns the certificate key of an etcd key under dir.
