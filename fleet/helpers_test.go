@@ -70,7 +70,9 @@ func (f *caResponder) lastThisUpdate() time.Time {
 }
 
 // testCA is an ECDSA root for a test.
-func testCA(t testing.TB, name string) *testpki.CA { return testpki.NewRoot(t, name, testpki.ECDSAP256) }
+func testCA(t testing.TB, name string) *testpki.CA {
+	return testpki.NewRoot(t, name, testpki.ECDSAP256)
+}
 
 func firstOCSP(c *x509.Certificate) string {
 	if len(c.OCSPServer) == 0 {
