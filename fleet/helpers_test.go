@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"staple/cache"
 	"staple/certs"
 	"staple/internal/testpki"
@@ -100,3 +102,7 @@ func record(t testing.TB, ca *testpki.CA, chain *certs.Chain, this time.Time) ca
 	return cache.Response{Raw: raw, Status: ocspfetch.Good, ProducedAt: this, ThisUpdate: this, NextUpdate: next,
 		Expires: next, RefreshAt: this.Add(12 * time.Hour), Fetched: this, URL: "http://ocsp.test/"}
 }
+
+func clientv3WithPrefix() []clientv3.OpOption { return []clientv3.OpOption{clientv3.WithPrefix()} }
+
+func leaseID(id int64) clientv3.LeaseID { return clientv3.LeaseID(id) }
