@@ -187,10 +187,15 @@ func TestSessionsAcrossNodes(t *testing.T) {
 	const ttl = 2 * time.Second
 	var stores []*Sessions
 	var addrs []string
+	var sizes sync.Map // the lengths of the session data stored
 	for range 2 {
 		s := NewSessions(connect(t, cfg), cfg, ttl)
 		stores = append(stores, s)
-		addrs = append(addrs, f.serve(t, &tlsserver.Server{NewSession: s.NewSession, ResumeSession: s.ResumeSession, SessionTimeout: ttl}))
+		store := func(ctx context.Context, id, data []byte) error {
+			sizes.Store(len(data), true)
+			return s.NewSession(ctx, id, data)
+		}
+		addrs = append(addrs, f.serve(t, &tlsserver.Server{NewSession: store, ResumeSession: s.ResumeSession, SessionTimeout: ttl}))
 	}
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		c := f.client(v)
@@ -226,7 +231,9 @@ func TestSessionsAcrossNodes(t *testing.T) {
 			t.Errorf("session lease granted for %s, want the TTL %s plus a window", got, ttl)
 		}
 	}
-	t.Logf("%d sessions stored under %d leases", len(resp.Kvs), len(leases))
+	var lens []int
+	sizes.Range(func(k, _ any) bool { lens = append(lens, k.(int)); return true })
+	t.Logf("%d sessions stored under %d leases; session data of %v bytes, record and key %d bytes", len(resp.Kvs), len(leases), lens, len(resp.Kvs[0].Value)+len(resp.Kvs[0].Key))
 	eventually(t, ttl+5*time.Second, "etcd deletes the sessions when their lease ends", func() bool {
 		r, err := cli.Get(ctx, stores[0].keys.dir(dirSessions), clientv3WithPrefix()...)
 		return err == nil && len(r.Kvs) == 0
