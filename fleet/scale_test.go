@@ -102,7 +102,7 @@ func BenchmarkRefreshCycle(b *testing.B) {
 			end := status()
 			writes := float64(end.Header.Revision-start.Header.Revision) / float64(cycles*scaleCerts)
 			growth := float64(end.DbSize-start.DbSize) / float64(cycles*scaleCerts)
-			if _, err := cli.Compact(ctx, end.Header.Revision); err != nil {
+			if _, err := cli.Compact(ctx, end.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := cli.Defragment(ctx, e.client); err != nil {
