@@ -19,11 +19,29 @@ type Fetcher interface {
 	Fetch(ctx context.Context, leaf, issuer *x509.Certificate) (*ocspfetch.Response, error)
 }
 
-// OfflineBackend serves the admin operations straight from the cache file, for the CLI when no service
-// runs. Opened read-only it lists and shows; opened for writing it also removes, imports and, with a Fetcher,
-// refreshes.
+// Store is what OfflineBackend reads and writes: *cache.Store (the bbolt file) or *fleet.Store (a fleet's
+// etcd, which every node of the fleet reads, running or not).
+type Store interface {
+	Certs(fn func(key certs.Key, c cache.Cert, err error) error) error
+	Responses(fn func(key certs.Key, r cache.Response, err error) error) error
+	History(key certs.Key) ([]cache.Attempt, error)
+	PutCert(key certs.Key, c cache.Cert) error
+	// PutResponse refuses a response older than the stored one with an error wrapping cache.ErrOlder.
+	PutResponse(key certs.Key, r cache.Response) error
+	AddAttempt(key certs.Key, a cache.Attempt) error
+	Remove(key certs.Key) error
+	ReadOnly() bool
+	// Path names the store for humans (a file path, or etcd endpoints and prefix).
+	Path() string
+}
+
+var _ Store = (*cache.Store)(nil)
+
+// OfflineBackend serves the admin operations straight from the store, for the CLI when no service runs (or,
+// on a fleet's store, whether or not one runs). Opened read-only it lists and shows; opened for writing it
+// also removes, imports and, with a Fetcher, refreshes.
 type OfflineBackend struct {
-	Store *cache.Store
+	Store Store
 	// Fetcher fetches for Refresh; nil makes Refresh fail with ErrReadOnly.
 	Fetcher Fetcher
 	// Policy decides RefreshAt and the TTL of responses without nextUpdate for what Refresh and Import store.

@@ -31,7 +31,8 @@ func TestOfflineBackend(t *testing.T) {
 	revoked := ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"r.test"}, OCSPURLs: []string{"http://ocsp.test"}})
 	path := filepath.Join(t.TempDir(), "cache.db")
 
-	rw := &OfflineBackend{Store: openStore(t, path, false), Now: testpki.Epoch}
+	rwStore := openStore(t, path, false)
+	rw := &OfflineBackend{Store: rwStore, Now: testpki.Epoch}
 	// Import verifies: a response about another certificate is refused and nothing is stored.
 	wrong := ca.Respond(t, revoked.Cert, testpki.ResponseOptions{})
 	if _, err := rw.Import(ctx, ImportRequest{DER: wrong, Chain: leaf.ChainPEM()}); !errors.Is(err, ocspfetch.ErrNoMatchingResponse) {
@@ -53,7 +54,7 @@ func TestOfflineBackend(t *testing.T) {
 	if _, err := rw.Refresh(ctx, nil); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("Refresh without a fetcher: %v, want ErrReadOnly", err)
 	}
-	rw.Store.Close()
+	rwStore.Close()
 
 	ro := &OfflineBackend{Store: openStore(t, path, true), Now: testpki.Epoch}
 	es, err := ro.Entries(ctx)

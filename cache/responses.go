@@ -11,11 +11,8 @@ import (
 // PutResponse stores r as the response of key, unless the stored one has a later ThisUpdate (ErrOlder): a
 // cache never goes back in time.
 func (s *Store) PutResponse(key certs.Key, r Response) error {
-	switch {
-	case len(r.Raw) == 0:
-		return fmt.Errorf("cache: %s: empty response", key)
-	case len(r.Raw) > MaxResponseSize, len(r.URL) > maxURLLen, len(r.ETag) > maxShortText, len(r.LastModified) > maxShortText:
-		return fmt.Errorf("%w: response for %s", ErrTooLarge, key)
+	if err := checkResponse(r); err != nil {
+		return fmt.Errorf("%w (%s)", err, key)
 	}
 	k, v := diskKey(key), encodeResponse(r)
 	return s.update(func(tx *bolt.Tx) error {
@@ -72,16 +69,8 @@ func (s *Store) DeleteResponse(key certs.Key) error {
 
 // PutCert stores c as the watched certificate of key.
 func (s *Store) PutCert(key certs.Key, c Cert) error {
-	if len(c.Leaf) == 0 || len(c.Issuer) == 0 {
-		return fmt.Errorf("cache: %s: certificate record without leaf or issuer", key)
-	}
-	if len(c.Leaf) > MaxCertSize || len(c.Issuer) > MaxCertSize || len(c.URLs) > maxURLs {
-		return fmt.Errorf("%w: certificate %s", ErrTooLarge, key)
-	}
-	for _, u := range c.URLs {
-		if len(u) > maxURLLen {
-			return fmt.Errorf("%w: responder URL of %s", ErrTooLarge, key)
-		}
+	if err := checkCert(c); err != nil {
+		return fmt.Errorf("%w (%s)", err, key)
 	}
 	k, v := diskKey(key), encodeCert(c)
 	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCerts).Put(k, v) })
@@ -127,9 +116,6 @@ func (s *Store) DeleteCert(key certs.Key) error {
 
 // AddAttempt appends a to the history of key, keeping the last MaxHistory attempts. Over-long text is cut.
 func (s *Store) AddAttempt(key certs.Key, a Attempt) error {
-	a.Reason = truncate(a.Reason, maxShortText)
-	a.Error = truncate(a.Error, maxShortText)
-	a.URL = truncate(a.URL, maxURLLen)
 	k := diskKey(key)
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketHistory)
@@ -138,11 +124,7 @@ func (s *Store) AddAttempt(key certs.Key, a Attempt) error {
 			// A history that does not decode is replaced: it is a diagnostic, not state to protect.
 			h, _ = decodeHistory(old)
 		}
-		h = append(h, a)
-		if len(h) > MaxHistory {
-			h = h[len(h)-MaxHistory:]
-		}
-		return b.Put(k, encodeHistory(h))
+		return b.Put(k, encodeHistory(appendAttempt(h, a)))
 	})
 }
 

@@ -15,11 +15,8 @@ const DefaultSessionTTL = 300 * time.Second
 // calls are committed together. Session bytes are secrets: the cache never logs them, and errors never quote
 // them.
 func (s *Store) PutSession(id, data []byte, expires time.Time) error {
-	switch {
-	case len(id) == 0:
-		return fmt.Errorf("cache: empty session id")
-	case len(id) > MaxSessionIDSize, len(data) > MaxSessionSize:
-		return fmt.Errorf("%w: session of %d bytes with an id of %d bytes", ErrTooLarge, len(data), len(id))
+	if err := checkSession(id, data); err != nil {
+		return err
 	}
 	if expires.IsZero() {
 		expires = s.now().Add(DefaultSessionTTL)
@@ -105,11 +102,8 @@ func (s *Store) TicketKeys() (TicketKeys, error) {
 
 // PutTicketKeys stores the session ticket keys, replacing the ones stored.
 func (s *Store) PutTicketKeys(k TicketKeys) error {
-	if len(k.Current) == 0 {
-		return fmt.Errorf("cache: ticket keys without a current key")
-	}
-	if len(k.Current) > MaxTicketKeySize || len(k.Previous) > MaxTicketKeySize {
-		return fmt.Errorf("%w: ticket key", ErrTooLarge)
+	if err := checkTicketKeys(k); err != nil {
+		return err
 	}
 	v := encodeTicketKeys(k)
 	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTicketKeys).Put(ticketKeysKey, v) })

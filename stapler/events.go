@@ -156,6 +156,7 @@ type counters struct {
 	persisted       atomic.Uint64
 	persistFailures atomic.Uint64
 	historyFailures atomic.Uint64
+	offered         atomic.Uint64
 	peak            atomic.Int64
 
 	mu       sync.Mutex
@@ -203,6 +204,8 @@ type Metrics struct {
 	Expirations uint64
 	// Persisted and PersistFailures count response writes; HistoryFailures counts history writes that failed.
 	Persisted, PersistFailures, HistoryFailures uint64
+	// Offered counts responses another node of the fleet stored that were taken by Offer.
+	Offered uint64
 
 	// Gauges.
 	Entries        int // certificates known
@@ -221,6 +224,7 @@ func (s *Stapler) Metrics() Metrics {
 		Unknown: s.metrics.unknown.Load(), Revocations: s.metrics.revocations.Load(),
 		Expirations: s.metrics.expired.Load(), Persisted: s.metrics.persisted.Load(),
 		PersistFailures: s.metrics.persistFailures.Load(), HistoryFailures: s.metrics.historyFailures.Load(),
+		Offered:      s.metrics.offered.Load(),
 		PeakInFlight: int(s.metrics.peak.Load()), Failures: map[string]uint64{},
 	}
 	s.metrics.mu.Lock()

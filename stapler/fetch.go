@@ -201,20 +201,29 @@ func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time
 	out.resp = &rec
 	out.attempt.Reason, out.attempt.Status = "ok", rec.Status
 	s.metrics.accepted(rec.Status)
+	events := s.updatedLocked(e, prev, out.attempt.URL, now)
+	events[0].Latency = out.attempt.Latency
+	out.events = append(out.events, events...)
+}
+
+// updatedLocked returns the events of e's new response replacing prev: Updated, and StatusChanged when the
+// status is new.
+func (s *Stapler) updatedLocked(e *entry, prev *cache.Response, url string, now time.Time) []Event {
 	updated := s.event(Updated, e, now)
-	updated.URL, updated.Latency = out.attempt.URL, out.attempt.Latency
-	out.events = append(out.events, updated)
-	if prev == nil || prev.Status != rec.Status {
+	updated.URL = url
+	events := []Event{updated}
+	if prev == nil || prev.Status != e.resp.Status {
 		ev := s.event(StatusChanged, e, now)
 		if prev != nil {
 			ev.Previous, ev.HadPrevious = prev.Status, true
 		}
-		ev.URL = out.attempt.URL
-		out.events = append(out.events, ev)
-		if rec.Status == ocspfetch.Revoked {
+		ev.URL = url
+		events = append(events, ev)
+		if e.resp.Status == ocspfetch.Revoked {
 			s.metrics.revocations.Add(1)
 		}
 	}
+	return events
 }
 
 // store writes a fetch's outcome: the response (whose failure is logged, counted, reported, and retried by the

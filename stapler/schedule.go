@@ -21,7 +21,9 @@ func (s *Stapler) scheduleLocked(e *entry, now time.Time) {
 		return
 	}
 	if !e.next.After(now) {
-		s.enqueueLocked(e)
+		if s.mayFetchLocked(e, now) {
+			s.enqueueLocked(e)
+		}
 		return
 	}
 	if e.failures > 0 {

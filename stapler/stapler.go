@@ -88,6 +88,14 @@ type Config struct {
 	Now func() time.Time
 	// Rand returns a uniform number in [0, 1) for the policy's jitter. Nil means math/rand/v2.Float64.
 	Rand func() float64
+	// Role, when set, puts the stapler in a fleet (fleet.go): it is asked, under the stapler's lock, before
+	// the scheduler starts a fetch that has come due, and must answer at once (an atomic load). Solo and
+	// Leader fetch as scheduled; Follower fetches nothing of its own accord; NoLeader fetches only responses
+	// missing or within SelfFetchMargin of expiry. Refresh fetches whatever the role. Nil means Solo.
+	Role func() Role
+	// SelfFetchMargin is how long before its expiry a node with no leader in sight fetches a response for
+	// itself. Zero means DefaultSelfFetchMargin; negative means never (the node waits for a leader).
+	SelfFetchMargin time.Duration
 	// Logger receives the stapler's structured log. The zero Logger logs nothing.
 	Logger zerolog.Logger
 	// OnEvent, when set, is called for every Event, synchronously and outside the stapler's locks. It must

@@ -91,6 +91,21 @@ func (s *Server) RotateTicketKeys() error {
 	return s.setTicketKeys(TicketKeys{Current: cur, Previous: old.keys.Current, Created: s.now()})
 }
 
+// UseTicketKeys puts keys that are already at rest into use: the TicketKeyStore's own, changed elsewhere (in
+// a fleet, another server rotated the shared keys). Current encrypts new tickets; Previous, if not nil,
+// still decrypts. Unlike SetTicketKeys and RotateTicketKeys it saves nothing. Each key must be TicketKeyLen
+// bytes (ErrTicketKeysLength). It affects connections that start their handshake afterwards.
+func (s *Server) UseTicketKeys(k TicketKeys) error {
+	if len(k.Current) != TicketKeyLen || k.Previous != nil && len(k.Previous) != TicketKeyLen {
+		return fmt.Errorf("%w: current %d, previous %d", ErrTicketKeysLength, len(k.Current), len(k.Previous))
+	}
+	k = TicketKeys{Current: bytes.Clone(k.Current), Previous: bytes.Clone(k.Previous), Created: k.Created}
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	s.keys.Store(newTicketKeySet(k, s.rand()))
+	return nil
+}
+
 func (s *Server) setTicketKeys(k TicketKeys) error {
 	s.keysMu.Lock()
 	defer s.keysMu.Unlock()

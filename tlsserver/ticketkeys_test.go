@@ -191,6 +191,35 @@ func TestTicketKeyStore(t *testing.T) {
 	}
 }
 
+// TestUseTicketKeys: keys put into use from the store's side are not saved again, and a ticket sealed under
+// the previous key still resumes.
+func TestUseTicketKeys(t *testing.T) {
+	f := newFixture(t, testpki.ECDSAP256)
+	k1, k2 := bytes.Repeat([]byte{1}, 48), bytes.Repeat([]byte{2}, 48)
+	store := &memKeyStore{keys: TicketKeys{Current: k1}}
+	srv := &Server{SecureContext: f.context(f.leaf), TicketKeyStore: store}
+	addr, _ := start(t, srv)
+	cfg := f.goConfig(tls.VersionTLS13)
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	must(t, goDial(t, addr, cfg).err)
+
+	must(t, srv.UseTicketKeys(TicketKeys{Current: k2, Previous: k1}))
+	if store.saves != 0 {
+		t.Errorf("UseTicketKeys saved %d times, want 0", store.saves)
+	}
+	if !bytes.Equal(srv.GetTicketKeys(), k2) {
+		t.Error("UseTicketKeys did not make its current key current")
+	}
+	if g := goDial(t, addr, cfg); g.err != nil || !g.state.DidResume {
+		t.Errorf("a ticket under the previous key: err %v, resumed %v", g.err, g.state.DidResume)
+	}
+	for _, bad := range []TicketKeys{{}, {Current: k1[:47]}, {Current: k1, Previous: []byte("short")}} {
+		if err := srv.UseTicketKeys(bad); !errors.Is(err, ErrTicketKeysLength) {
+			t.Errorf("UseTicketKeys(%d, %d bytes): %v, want ErrTicketKeysLength", len(bad.Current), len(bad.Previous), err)
+		}
+	}
+}
+
 // TestSessionTimeout checks Node's sessionTimeout (300 s by default) on the server's clock, for tickets and
 // for the session store.
 func TestSessionTimeout(t *testing.T) {

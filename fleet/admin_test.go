@@ -1,0 +1,55 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"staple/admin"
+	"staple/certs"
+	"staple/internal/testpki"
+)
+
+// TestCacheCommandsOnTheFleetStore: the admin operations behind `staple cache` work on the fleet's store,
+// and a response imported there reaches a running node by its watch.
+func TestCacheCommandsOnTheFleetStore(t *testing.T) {
+	e := startEtcd(t)
+	cfg := e.config(t)
+	cfg.LeaseTTL = 2 * time.Second
+	ca := testCA(t, "admin CA")
+	now := time.Now()
+	leaf := ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"a.test"}, OCSPURLs: []string{"http://ocsp.test/"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour)})
+	responder := newCAResponder(t, ca, 24*time.Hour)
+	responder.down = true // the node's own fetches fail: what it staples is the import
+	node := startMember(t, cfg, "node", responder, 0)
+
+	b := &admin.OfflineBackend{Store: NewStore(connect(t, cfg), cfg)}
+	ctx := context.Background()
+	this := now.Add(-time.Minute).Truncate(time.Second)
+	der := ca.Respond(t, leaf.Cert, testpki.ResponseOptions{ThisUpdate: this, NextUpdate: this.Add(24 * time.Hour), ProducedAt: this})
+	entry, err := b.Import(ctx, admin.ImportRequest{DER: der, Chain: leaf.CertPEM(), Issuer: ca.CertPEM()})
+	if err != nil {
+		t.Fatalf("import into the fleet's store: %v", err)
+	}
+	key := certs.NewKey(ca.Cert, leaf.Cert)
+	eventually(t, 5*time.Second, "the running node staples the imported response", func() bool {
+		return bytes.Equal(node.staple(key), der)
+	})
+	es, err := b.Entries(ctx)
+	if err != nil || len(es) != 1 || es[0].Key != entry.Key || es[0].Status != "good" {
+		t.Fatalf("Entries on the fleet's store = %+v, %v", es, err)
+	}
+	st, err := b.Stats(ctx)
+	if err != nil || st.ReadOnly || st.DatabasePath != b.Store.Path() {
+		t.Errorf("Stats = %+v, %v", st, err)
+	}
+	ref, _ := certs.ParseKey(entry.Key)
+	if err := b.Remove(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := b.Entries(ctx); len(es) != 0 {
+		t.Errorf("%d entries after Remove", len(es))
+	}
+}

@@ -1,0 +1,231 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"staple/certs"
+	"staple/ocspfetch"
+	"staple/stapler"
+)
+
+// member is a whole fleet node of a test, wired as staple serve is meant to wire one: its own etcd client,
+// the etcd store under its stapler, an elector whose role the stapler asks, and a watcher feeding it.
+type member struct {
+	name    string
+	cli     *clientv3.Client
+	el      *Elector
+	st      *stapler.Stapler
+	w       *Watcher
+	store   *Store
+	cancel  context.CancelFunc
+	stopped chan struct{}
+}
+
+func startMember(t *testing.T, cfg Config, name string, fetcher stapler.Fetcher, margin time.Duration) *member {
+	t.Helper()
+	cli, err := Connect(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &member{name: name, cli: cli, el: NewElector(cli, cfg, name), store: NewStore(cli, cfg), stopped: make(chan struct{})}
+	m.st, err = stapler.New(stapler.Config{Fetcher: fetcher, Storage: m.store, Role: m.el.Role, SelfFetchMargin: margin,
+		Sweep: "@every 1s", Rand: func() float64 { return 0.5 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.el.OnChange = func(stapler.Role) { m.st.RoleChanged() }
+	m.w = NewWatcher(cli, cfg, m.st)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	elDone := make(chan struct{})
+	go func() { defer close(elDone); m.el.Run(ctx) }()
+	select {
+	case <-m.el.Settled():
+	case <-time.After(2 * m.el.TTL()):
+		t.Fatalf("%s: the election did not settle within two TTLs", name)
+	}
+	if err := m.st.Start(); err != nil {
+		t.Fatal(err)
+	}
+	wDone := make(chan struct{})
+	go func() { defer close(wDone); m.w.Run(ctx) }()
+	go func() { <-elDone; <-wDone; close(m.stopped) }()
+	t.Cleanup(m.stop)
+	return m
+}
+
+// stop shuts the member down cleanly; crash leaves like a dead process.
+func (m *member) stop() {
+	select {
+	case <-m.stopped:
+		return
+	default:
+	}
+	m.cancel()
+	<-m.stopped
+	m.st.Close(context.Background())
+	m.cli.Close()
+}
+
+func (m *member) crash() {
+	m.st.Close(context.Background())
+	m.cli.Close()
+}
+
+func (m *member) staple(key certs.Key) []byte { return m.st.Staple(key) }
+
+// TestFleetFetchesOncePerRefresh: three nodes watch one certificate; only the leader asks the CA, every
+// refresh reaches the others by watch, and when the leader crashes another takes over the refreshes before
+// the staple expires.
+func TestFleetFetchesOncePerRefresh(t *testing.T) {
+	e := startEtcd(t)
+	cfg := e.config(t)
+	cfg.LeaseTTL = 2 * time.Second
+	ca := testCA(t, "fleet CA")
+	chain := testChain(t, ca)
+	const validity = 8 * time.Second // refreshed every 4 s
+	fetcher := newCAResponder(t, ca, validity)
+	var members []*member
+	for i := range 3 {
+		members = append(members, startMember(t, cfg, fmt.Sprintf("node-%d", i), fetcher, 0))
+	}
+	var key certs.Key
+	for _, m := range members {
+		k, err := m.st.Watch(chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key = k
+	}
+	same := func(ms []*member) bool {
+		first := ms[0].staple(key)
+		for _, m := range ms[1:] {
+			if first == nil || !bytes.Equal(m.staple(key), first) {
+				return false
+			}
+		}
+		return true
+	}
+	eventually(t, 5*time.Second, "every node staples the same response", func() bool { return same(members) })
+	if n := fetcher.requests(); n != 1 {
+		t.Errorf("%d requests to the CA for three nodes, want 1", n)
+	}
+	var leader *member
+	for _, m := range members {
+		if m.el.Role() == stapler.Leader {
+			leader = m
+		} else if f := m.st.Metrics().Fetches; f != 0 {
+			t.Errorf("follower %s fetched %d times", m.name, f)
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	first := leader.staple(key)
+
+	// The leader refreshes at the midpoint; the followers take it from the watch.
+	eventually(t, validity, "a refresh by the leader reaches every node", func() bool {
+		return same(members) && !bytes.Equal(members[0].staple(key), first)
+	})
+	if n := fetcher.requests(); n != 2 {
+		t.Errorf("%d requests to the CA after one refresh, want 2", n)
+	}
+
+	crashed := time.Now()
+	leader.crash()
+	var rest []*member
+	for _, m := range members {
+		if m != leader {
+			rest = append(rest, m)
+		}
+	}
+	before := rest[0].staple(key)
+	eventually(t, 2*cfg.LeaseTTL, "a new leader after the crash", func() bool {
+		return rest[0].el.Role() == stapler.Leader || rest[1].el.Role() == stapler.Leader
+	})
+	t.Logf("new leader %s after the crash", time.Since(crashed).Round(10*time.Millisecond))
+	eventually(t, validity, "the new leader's refresh reaches the last node", func() bool {
+		return same(rest) && !bytes.Equal(rest[0].staple(key), before)
+	})
+	for _, m := range rest {
+		r, _ := m.st.Entry(key)
+		if !r.Stapled {
+			t.Errorf("%s: not stapled after the takeover", m.name)
+		}
+	}
+	t.Logf("%d CA requests for three nodes over three refresh cycles (the first fetch, a refresh, the new leader's)", fetcher.requests())
+}
+
+// TestFleetStaplesThroughEtcdOutage: with etcd stopped, every node keeps stapling from memory; a node whose
+// staple nears expiry with no leader in sight fetches for itself; when etcd returns the newest of those
+// responses is written back and every node converges on it.
+func TestFleetStaplesThroughEtcdOutage(t *testing.T) {
+	e := startEtcd(t)
+	cfg := e.config(t)
+	cfg.LeaseTTL = 2 * time.Second
+	cfg.RequestTimeout = time.Second
+	ca := testCA(t, "outage CA")
+	chain := testChain(t, ca)
+	const validity = 20 * time.Second // the leader refreshes at 10 s; with no leader, nodes fetch from 5 s
+	fetcher := newCAResponder(t, ca, validity)
+	a := startMember(t, cfg, "a", fetcher, 15*time.Second)
+	b := startMember(t, cfg, "b", fetcher, 15*time.Second)
+	key, _ := a.st.Watch(chain)
+	b.st.Watch(chain)
+	eventually(t, 5*time.Second, "both nodes staple the leader's response", func() bool {
+		return a.staple(key) != nil && bytes.Equal(a.staple(key), b.staple(key))
+	})
+	r1 := a.staple(key)
+	if n := fetcher.requests(); n != 1 {
+		t.Fatalf("%d requests before the outage, want 1", n)
+	}
+
+	e.stop()
+	for _, m := range []*member{a, b} {
+		if !bytes.Equal(m.staple(key), r1) {
+			t.Errorf("%s: not stapling from memory right after etcd stopped", m.name)
+		}
+	}
+	eventually(t, 2*cfg.LeaseTTL+time.Second, "no leader in sight", func() bool {
+		return a.el.Role() == stapler.NoLeader && b.el.Role() == stapler.NoLeader
+	})
+	eventually(t, validity/2, "both nodes fetch for themselves and keep the response in memory", func() bool {
+		return a.st.Metrics().PersistBacklog == 1 && b.st.Metrics().PersistBacklog == 1
+	})
+	for _, m := range []*member{a, b} {
+		if got := m.staple(key); got == nil || bytes.Equal(got, r1) {
+			t.Errorf("%s: not stapling its own fresh response during the outage", m.name)
+		}
+	}
+	if n := fetcher.requests(); n != 3 {
+		t.Errorf("%d requests after both self-fetches, want 3", n)
+	}
+
+	e.start()
+	restarted := time.Now()
+	var stored []byte
+	eventually(t, 10*time.Second, "write-back, and both nodes staple what etcd holds", func() bool {
+		r, err := a.store.Response(key)
+		if err != nil {
+			return false
+		}
+		stored = r.Raw
+		return bytes.Equal(a.staple(key), stored) && bytes.Equal(b.staple(key), stored) &&
+			a.st.Metrics().PersistBacklog == 0 && b.st.Metrics().PersistBacklog == 0
+	})
+	t.Logf("converged %s after etcd restarted", time.Since(restarted).Round(10*time.Millisecond))
+	rs, _ := a.store.Response(key)
+	resp, err := ocspfetch.Verify(rs.Raw, chain.Leaf, chain.Issuer, time.Now(), ocspfetch.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fetcher.lastThisUpdate(); !resp.ThisUpdate.Equal(want) {
+		t.Errorf("etcd holds thisUpdate %s, want the newest fetched, %s", resp.ThisUpdate, want)
+	}
+}

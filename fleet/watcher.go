@@ -1,0 +1,203 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
+
+	"staple/cache"
+	"staple/certs"
+	"staple/stapler"
+)
+
+// Target is what a Watcher feeds; *stapler.Stapler is the real one.
+type Target interface {
+	// Offer takes a response another node stored; Adopt a certificate another node watches.
+	Offer(key certs.Key, r cache.Response) error
+	Adopt(key certs.Key, c cache.Cert) error
+	// Flush writes back, at once, the responses whose writes failed while etcd was away.
+	Flush()
+}
+
+var _ Target = (*stapler.Stapler)(nil)
+
+// Watcher follows the fleet's certificates and responses and hands each new one to the Target, so that
+// every node staples what the leader fetched as soon as it lands. It reads everything stored, then watches
+// from the revision it read at; when the watch fails (etcd compacted past it, or the stream broke) it reads
+// and watches again. Each time etcd becomes reachable again it calls Target.Flush, so that what a node
+// fetched for itself while etcd was away is written back (the newer-only write decides). Deletions are not
+// followed: a removed certificate stays known to the other nodes until they restart.
+//
+// A Watcher is safe for concurrent use; Run it once.
+type Watcher struct {
+	store  *Store
+	target Target
+	log    zerolog.Logger
+
+	offered, adopted, resyncs atomic.Uint64
+}
+
+// NewWatcher returns a watcher of the fleet cfg describes, through cli, feeding target.
+func NewWatcher(cli *clientv3.Client, cfg Config, target Target) *Watcher {
+	return &Watcher{store: NewStore(cli, cfg), target: target,
+		log: cfg.Logger.With().Str("component", "fleet").Logger()}
+}
+
+// WatcherStats counts what a Watcher did.
+type WatcherStats struct {
+	// Offered and Adopted count responses and certificates handed to the Target and accepted by it.
+	Offered, Adopted uint64
+	// Resyncs counts full reads of the store: one at start, one after each failed watch.
+	Resyncs uint64
+}
+
+// Stats returns the watcher's counters.
+func (w *Watcher) Stats() WatcherStats {
+	return WatcherStats{Offered: w.offered.Load(), Adopted: w.adopted.Load(), Resyncs: w.resyncs.Load()}
+}
+
+// Run follows the store until ctx ends, and returns nil then.
+func (w *Watcher) Run(ctx context.Context) error {
+	go w.flushOnReconnect(ctx)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := w.follow(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		w.log.Warn().Err(err).Msg("fleet watch ended; reading the store again")
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return nil
+}
+
+// follow reads the certificates and responses stored, then watches both from the revisions read, until the
+// watch fails or ctx ends.
+func (w *Watcher) follow(ctx context.Context) error {
+	w.resyncs.Add(1)
+	certsRev, err := w.store.walk(dirCerts, func(key certs.Key, v []byte, err error) error {
+		w.adopt(key, v, err)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	respRev, err := w.store.walk(dirResponses, func(key certs.Key, v []byte, err error) error {
+		w.offer(key, v, err)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.target.Flush()
+
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	keys, cli := w.store.keys, w.store.cli
+	wc := cli.Watch(wctx, keys.dir(dirCerts), clientv3.WithPrefix(), clientv3.WithRev(certsRev+1))
+	wr := cli.Watch(wctx, keys.dir(dirResponses), clientv3.WithPrefix(), clientv3.WithRev(respRev+1))
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		var dir string
+		select {
+		case resp, ok = <-wc:
+			dir = dirCerts
+		case resp, ok = <-wr:
+			dir = dirResponses
+		case <-ctx.Done():
+			return nil
+		}
+		if !ok {
+			return errors.New("fleet: watch channel closed")
+		}
+		if err := resp.Err(); err != nil {
+			return fmt.Errorf("fleet: watch: %w", err)
+		}
+		for _, ev := range resp.Events {
+			if ev.Type != mvccpb.PUT {
+				continue
+			}
+			key, err := keys.parse(dir, string(ev.Kv.Key))
+			if dir == dirCerts {
+				w.adopt(key, ev.Kv.Value, err)
+			} else {
+				w.offer(key, ev.Kv.Value, err)
+			}
+		}
+	}
+}
+
+func (w *Watcher) offer(key certs.Key, v []byte, err error) {
+	var r cache.Response
+	if err == nil {
+		r, err = cache.DecodeResponse(v)
+	}
+	if err == nil {
+		err = w.target.Offer(key, r)
+		if err == nil {
+			w.offered.Add(1)
+			return
+		}
+		// An older or expired response is no news: the node holds better, or it is of no use.
+		w.log.Debug().Err(err).Str("key", key.String()).Msg("fleet response not taken")
+		return
+	}
+	w.log.Error().Err(err).Str("key", key.String()).Msg("fleet response record skipped")
+}
+
+func (w *Watcher) adopt(key certs.Key, v []byte, err error) {
+	var c cache.Cert
+	if err == nil {
+		c, err = cache.DecodeCert(v)
+	}
+	if err == nil {
+		err = w.target.Adopt(key, c)
+	}
+	if err != nil {
+		w.log.Error().Err(err).Str("key", key.String()).Msg("fleet certificate record skipped")
+		return
+	}
+	w.adopted.Add(1)
+}
+
+// flushOnReconnect calls Target.Flush each time the client's connection becomes ready after failing.
+func (w *Watcher) flushOnReconnect(ctx context.Context) {
+	conn := w.store.cli.ActiveConnection()
+	if conn == nil {
+		return
+	}
+	failed := false
+	for state := conn.GetState(); ; state = conn.GetState() {
+		switch state {
+		case connectivity.TransientFailure:
+			failed = true
+		case connectivity.Ready:
+			if failed {
+				failed = false
+				w.log.Info().Msg("etcd reachable again; writing back")
+				w.target.Flush()
+			}
+		}
+		if !conn.WaitForStateChange(ctx, state) {
+			return
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package stapler
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"staple/cache"
+	"staple/certs"
+	"staple/ocspfetch"
+)
+
+// A fleet is several staple nodes sharing one store (package fleet keeps it in etcd). One node, the leader,
+// fetches for everyone; the others take its responses as they land (Offer) and fetch nothing of their own
+// accord, except, when no leader is in sight, what is about to expire (Config.SelfFetchMargin). Config.Role
+// tells the scheduler which of these the node is; everything else works as on one machine.
+
+// Role is a node's part in a fleet at a given moment, as its election says.
+type Role int
+
+const (
+	// Solo is one machine, not in a fleet: it fetches as scheduled. It is what a nil Config.Role means.
+	Solo Role = iota
+	// Leader fetches for the fleet, as scheduled.
+	Leader
+	// Follower sees another node leading: it fetches nothing of its own accord (Refresh still fetches).
+	Follower
+	// NoLeader sees no leader (the fleet's store is unreachable, or an election is under way): it fetches for
+	// itself the responses that are missing or within Config.SelfFetchMargin of expiry.
+	NoLeader
+)
+
+func (r Role) String() string {
+	switch r {
+	case Solo:
+		return "solo"
+	case Leader:
+		return "leader"
+	case Follower:
+		return "follower"
+	case NoLeader:
+		return "no_leader"
+	}
+	return "invalid"
+}
+
+// DefaultSelfFetchMargin is Config.SelfFetchMargin's default: twice the refresh policy's default margin, so a
+// node that lost sight of its leader fetches for itself with time left for retries.
+const DefaultSelfFetchMargin = 2 * time.Hour
+
+// mayFetchLocked says whether the node's role lets the scheduler start a fetch of e that has come due.
+func (s *Stapler) mayFetchLocked(e *entry, now time.Time) bool {
+	if s.cfg.Role == nil || len(e.waiters) > 0 {
+		return true // one machine, or a Refresh: fetch
+	}
+	switch s.cfg.Role() {
+	case Solo, Leader:
+		return true
+	case NoLeader:
+		m := s.cfg.SelfFetchMargin
+		switch {
+		case m < 0:
+			return false
+		case m == 0:
+			m = DefaultSelfFetchMargin
+		}
+		return e.resp == nil || !now.Before(e.resp.Expires.Add(-m))
+	}
+	return false
+}
+
+// RoleChanged tells the stapler that the node's role may have changed (the election's observer calls it):
+// fetches that have come due and that the new role allows start at once rather than at the next sweep.
+func (s *Stapler) RoleChanged() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started || s.closed {
+		return
+	}
+	now := s.now()
+	for _, e := range s.entries {
+		s.scheduleLocked(e, now)
+	}
+	s.dispatchLocked()
+}
+
+// Offer takes a response that is already at rest (another node stored it, and it arrived by the fleet's
+// watch) into the index, without storing it again. It is accepted under the rules of a fetched one: valid
+// now (else an error wrapping ocspfetch.ErrExpired) and not older by thisUpdate than the response held
+// (else ErrOlderResponse). The response held already (this node's own write coming back) is a no-op. The
+// next fetch is planned at r.RefreshAt, the time the node that fetched it planned, or at once when that is
+// zero; whether this node makes it depends on its Role. An unknown key gets an entry that is stapled, and
+// fetched once its certificate is known (Adopt, or storage).
+func (s *Stapler) Offer(key certs.Key, r cache.Response) error {
+	if len(r.Raw) == 0 {
+		return errors.New("stapler: Offer of an empty response")
+	}
+	now := s.now()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if !r.ValidAt(now) {
+		s.mu.Unlock()
+		return fmt.Errorf("stapler: %s: %w (at %s)", key, ocspfetch.ErrExpired, r.Expires.UTC().Format(time.RFC3339))
+	}
+	e := s.entries[key]
+	if e != nil && e.resp != nil {
+		held := e.resp
+		switch {
+		case r.ThisUpdate.Before(held.ThisUpdate):
+			s.mu.Unlock()
+			return fmt.Errorf("%w: %s: thisUpdate %s, held %s", ErrOlderResponse, key,
+				r.ThisUpdate.UTC().Format(time.RFC3339), held.ThisUpdate.UTC().Format(time.RFC3339))
+		case r.ThisUpdate.Equal(held.ThisUpdate) && bytes.Equal(r.Raw, held.Raw):
+			e.dirty = false // it is at rest: it came back from the store
+			s.mu.Unlock()
+			return nil
+		}
+	}
+	if e == nil {
+		e = &entry{key: key}
+		s.entries[key] = e
+	}
+	rec := r
+	prev := e.resp
+	e.resp, e.lastErr, e.expiredSeen, e.failures, e.dirty = &rec, nil, false, 0, false
+	if e.state == idle {
+		e.next = rec.RefreshAt
+		if e.next.IsZero() {
+			e.next = now
+		}
+	}
+	if s.stapleable(rec.Status) {
+		s.index.Put(key, &cache.Staple{Raw: rec.Raw, Expires: rec.Expires, Status: rec.Status, ThisUpdate: rec.ThisUpdate})
+	} else {
+		s.index.Delete(key)
+	}
+	s.metrics.offered.Add(1)
+	events := s.updatedLocked(e, prev, rec.URL, now)
+	e.stopTimer()
+	s.scheduleLocked(e, now)
+	s.dispatchLocked()
+	s.mu.Unlock()
+	s.emit(events)
+	return nil
+}
+
+// Adopt makes known a certificate that another node of the fleet watches (it arrived by the fleet's watch),
+// so that this node keeps it fresh when its role is to fetch. Its certificates are read from storage when a
+// fetch needs them. A certificate already known is left as it is.
+func (s *Stapler) Adopt(key certs.Key, c cache.Cert) error {
+	if len(c.Leaf) == 0 || len(c.Issuer) == 0 {
+		return errors.New("stapler: Adopt of a certificate record without leaf or issuer")
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	e := s.entries[key]
+	if e != nil && e.hasCert {
+		return nil
+	}
+	if e == nil {
+		e = &entry{key: key}
+		s.entries[key] = e
+	}
+	e.hasCert, e.urls, e.mustStaple = true, c.URLs, c.MustStaple
+	if e.state == idle {
+		e.host = responderHost(c.URLs)
+		e.next = time.Time{}
+		if e.resp != nil && e.resp.ValidAt(now) && !e.resp.RefreshAt.IsZero() {
+			e.next = e.resp.RefreshAt
+		}
+	}
+	s.scheduleLocked(e, now)
+	s.dispatchLocked()
+	return nil
+}
+
+// Flush writes again, at once, every response whose write failed (the sweep does it too): for a node whose
+// store has just come back.
+func (s *Stapler) Flush() { s.persistBacklog() }
