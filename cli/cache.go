@@ -76,7 +76,7 @@ func runCache(ctx context.Context, env Env, args []string) error {
 
 func cacheLs(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "cache ls", cacheManual)
-	dataDir := dataDirFlag(fs)
+	target := storeFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	ops, err := fs.parse(args)
 	if err != nil {
@@ -85,7 +85,7 @@ func cacheLs(ctx context.Context, env Env, args []string) error {
 	if len(ops) > 0 {
 		return usageError("cache ls: unexpected argument %q", ops[0])
 	}
-	b, done, err := openBackend(ctx, env, *dataDir, readCache)
+	b, done, err := openBackend(ctx, env, target, readCache)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func oneRef(name string, ops []string) (string, error) {
 
 func cacheShow(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "cache show", cacheManual)
-	dataDir := dataDirFlag(fs)
+	target := storeFlags(fs)
 	issuer := fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
 	asJSON := fs.Bool("json", false, "print JSON")
 	ops, err := fs.parse(args)
@@ -172,7 +172,7 @@ func cacheShow(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, done, err := openBackend(ctx, env, *dataDir, readCache)
+	b, done, err := openBackend(ctx, env, target, readCache)
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func cacheShow(ctx context.Context, env Env, args []string) error {
 
 func cacheExport(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "cache export", cacheManual)
-	dataDir := dataDirFlag(fs)
+	target := storeFlags(fs)
 	issuer := fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
 	out := fs.String("out", "", "write to this file (atomically) instead of standard output")
 	format := fs.String("format", "der", "der or base64")
@@ -209,7 +209,7 @@ func cacheExport(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, done, err := openBackend(ctx, env, *dataDir, readCache)
+	b, done, err := openBackend(ctx, env, target, readCache)
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func isTerminal(w io.Writer) bool {
 
 func cacheImport(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "cache import", cacheManual)
-	dataDir := dataDirFlag(fs)
+	target := storeFlags(fs)
 	certFile := fs.String("cert", "", "the certificate the response is for (PEM, may hold the chain); required")
 	issuer := fs.String("issuer", "", "issuer certificate, when --cert lacks it")
 	ops, err := fs.parse(args)
@@ -267,7 +267,7 @@ func cacheImport(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	}
-	b, done, err := openBackend(ctx, env, *dataDir, writeCache)
+	b, done, err := openBackend(ctx, env, target, writeCache)
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func cacheImport(ctx context.Context, env Env, args []string) error {
 
 func cacheRm(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "cache rm", cacheManual)
-	dataDir := dataDirFlag(fs)
+	target := storeFlags(fs)
 	issuer := fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
 	ops, err := fs.parse(args)
 	if err != nil {
@@ -296,7 +296,7 @@ func cacheRm(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, done, err := openBackend(ctx, env, *dataDir, writeCache)
+	b, done, err := openBackend(ctx, env, target, writeCache)
 	if err != nil {
 		return err
 	}
@@ -314,7 +314,7 @@ func cacheRm(ctx context.Context, env Env, args []string) error {
 
 func cacheRefresh(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "cache refresh", cacheManual)
-	dataDir := dataDirFlag(fs)
+	target := storeFlags(fs)
 	issuer := fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
 	asJSON := fs.Bool("json", false, "print JSON")
 	ops, err := fs.parse(args)
@@ -332,7 +332,7 @@ func cacheRefresh(ctx context.Context, env Env, args []string) error {
 		}
 		refp = &ref
 	}
-	b, done, err := openBackend(ctx, env, *dataDir, writeCache)
+	b, done, err := openBackend(ctx, env, target, writeCache)
 	if err != nil {
 		return err
 	}

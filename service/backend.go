@@ -175,7 +175,7 @@ func (b *liveBackend) Stats(context.Context) (admin.Stats, error) {
 		PersistFails:   int64(m.PersistFailures),
 		Handshakes:     b.s.handshakes.Load(),
 		Stapled:        b.s.stapled.Load(),
-		DatabasePath:   b.s.store.Path(),
+		DatabasePath:   b.s.storagePath,
 		ServiceVersion: b.s.opts.Version,
 	}
 	for _, n := range m.Failures {

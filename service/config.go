@@ -65,6 +65,7 @@ type Config struct {
 
 	Fetch   FetchConfig  `toml:"fetch"`
 	Tickets TicketConfig `toml:"tickets"`
+	Fleet   FleetConfig  `toml:"fleet"`
 	Sites   []Site       `toml:"site"`
 	Exports []Export     `toml:"export"`
 
@@ -98,6 +99,38 @@ type FetchConfig struct {
 	// NoNextUpdateTTL is how long a response without nextUpdate is used. Default 1 h.
 	NoNextUpdateTTL Duration `toml:"no_next_update_ttl"`
 }
+
+// FleetConfig is the [fleet] table: several staple nodes that share one etcd cluster, so that one node (the
+// elected leader) asks the CAs, every node staples what it fetched, and a session made on one node resumes on
+// any other. Without endpoints the node stands alone on its bbolt cache.
+type FleetConfig struct {
+	// Endpoints are etcd's client URLs. Empty means no fleet.
+	Endpoints []string `toml:"endpoints"`
+	// Prefix is where staple's keys live in etcd. Default "/staple/".
+	Prefix string `toml:"prefix"`
+	// CertFile and KeyFile are a client certificate for etcd; CAFile the CA of etcd's server certificates.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	CAFile   string `toml:"ca_file"`
+	// Username and Password authenticate with etcd's own users.
+	Username string `toml:"username"`
+	Password string `toml:"password"`
+	// LeaseTTL is the leader's lease: another node takes over within two of them. Default 10 s.
+	LeaseTTL Duration `toml:"lease_ttl"`
+	// Node names this node in the election. Default the host name and the listen address.
+	Node string `toml:"node"`
+	// SelfFetch lets a node with no leader in sight fetch, for itself, a response that expires within
+	// SelfFetchMargin (default 2 h). Default true.
+	SelfFetch       *bool    `toml:"self_fetch"`
+	SelfFetchMargin Duration `toml:"self_fetch_margin"`
+	// Sessions is where TLS sessions live: "tickets" (the default: sealed in the ticket under the fleet's
+	// shared keys, nothing stored) or "etcd" (Node's newSession/resumeSession store, one etcd write per
+	// session).
+	Sessions string `toml:"sessions"`
+}
+
+// Enabled reports whether the node is in a fleet.
+func (f FleetConfig) Enabled() bool { return len(f.Endpoints) > 0 }
 
 // TicketConfig is the [tickets] table.
 type TicketConfig struct {
@@ -219,6 +252,9 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&s.Issuer)
 		abs(&s.ClientCA)
 	}
+	abs(&c.Fleet.CertFile)
+	abs(&c.Fleet.KeyFile)
+	abs(&c.Fleet.CAFile)
 	for i := range c.Exports {
 		abs(&c.Exports[i].Cert)
 		if p := c.Exports[i].Path; p != "" && !strings.HasPrefix(p, "{") {
@@ -339,6 +375,30 @@ func (c *Config) Check() error {
 		if err := c.checkExport(i); err != nil {
 			return err
 		}
+	}
+	return c.checkFleet()
+}
+
+func (c *Config) checkFleet() error {
+	f := &c.Fleet
+	if !f.Enabled() {
+		return nil
+	}
+	for _, e := range f.Endpoints {
+		if err := checkHTTPURL(e); err != nil {
+			return c.Errorf("fleet.endpoints", "%v", err)
+		}
+	}
+	if (f.CertFile == "") != (f.KeyFile == "") {
+		return c.Errorf("fleet.cert_file", "cert_file and key_file go together")
+	}
+	if f.LeaseTTL.Duration != 0 && f.LeaseTTL.Duration < 2*time.Second {
+		return c.Errorf("fleet.lease_ttl", "%v is shorter than etcd's minimum lease of 2s", f.LeaseTTL.Duration)
+	}
+	switch f.Sessions {
+	case "", "tickets", "etcd":
+	default:
+		return c.Errorf("fleet.sessions", "%q is not tickets or etcd", f.Sessions)
 	}
 	return nil
 }

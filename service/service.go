@@ -21,6 +21,7 @@ import (
 
 	"staple/admin"
 	"staple/cache"
+	"staple/fleet"
 	"staple/ocspfetch"
 	"staple/responder"
 	"staple/stapler"
@@ -59,17 +60,21 @@ type Service struct {
 	opts    Options
 	base    zerolog.Logger // the logger given, for the parts that name their own component
 	log     zerolog.Logger
-	store   *cache.Store
-	stapler *stapler.Stapler
-	metrics *Metrics
-	tls     *tlsserver.Server
-	http    *http.Server
-	httpLn  *connListener
-	conns   sync.Map // *tls.Conn → *connRecord, for the HTTP side of a connection
-	sites   atomic.Pointer[siteSet]
-	export  *exportQueue
-	lab     *embeddedLab
-	started time.Time
+	store   *cache.Store // the local cache file; nil in a fleet
+	storage stapler.Storage
+	// storagePath says where the responses live, for the admin API.
+	storagePath string
+	fleet       *fleetNode // nil when the node stands alone
+	stapler     *stapler.Stapler
+	metrics     *Metrics
+	tls         *tlsserver.Server
+	http        *http.Server
+	httpLn      *connListener
+	conns       sync.Map // *tls.Conn → *connRecord, for the HTTP side of a connection
+	sites       atomic.Pointer[siteSet]
+	export      *exportQueue
+	lab         *embeddedLab
+	started     time.Time
 
 	handshakes, stapled atomic.Int64
 
@@ -127,10 +132,19 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	if s.store, err = openCache(filepath.Join(cfg.DataDir, DatabaseName), o.ResetCache, s.now, s.log); err != nil {
-		return err
+	if cfg.Fleet.Enabled() {
+		if s.fleet, err = s.joinFleet(ctx); err != nil {
+			return err
+		}
+		closers = append(closers, s.fleet.close)
+		s.storage, s.storagePath = s.fleet.store, s.fleet.describe()
+	} else {
+		if s.store, err = openCache(filepath.Join(cfg.DataDir, DatabaseName), o.ResetCache, s.now, s.log); err != nil {
+			return err
+		}
+		closers = append(closers, func() { s.store.Close() })
+		s.storage, s.storagePath = s.store, s.store.Path()
 	}
-	closers = append(closers, func() { s.store.Close() })
 
 	// Everything that binds a port does so before anything starts, so that a port in use is one clear error.
 	tlsLn, err := listenTCP("listen", cfg.Listen)
@@ -178,8 +192,16 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if s.stapler, err = stapler.New(s.staplerConfig()); err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
+	if s.fleet != nil {
+		background("fleet-election", func() error { return s.fleet.elector.Run(ctx) })
+		s.fleet.settle(ctx)
+	}
 	if err := s.stapler.Start(); err != nil {
 		return fmt.Errorf("service: %w", err)
+	}
+	if s.fleet != nil {
+		watcher := fleet.NewWatcher(s.fleet.cli, s.fleet.cfg, s.stapler)
+		background("fleet-watch", func() error { return watcher.Run(ctx) })
 	}
 	closers = append(closers, func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -189,13 +211,10 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if err := s.install(sites, nil); err != nil {
 		return err
 	}
-	s.forgetUnserved()
+	if s.fleet == nil {
+		s.forgetUnserved() // in a fleet, the others serve certificates this node does not
+	}
 
-	sessions := &cache.SessionStore{Store: s.store, TTL: cfg.SessionTTL.Duration, Now: s.opts.Now}
-	background("sessions", func() error {
-		sessions.Run(ctx, func(err error) { s.log.Warn().Err(err).Msg("TLS sessions not stored") })
-		return nil
-	})
 	s.tls = &tlsserver.Server{
 		SecureContext:    sites.def.context,
 		TLSConfig:        &tls.Config{MinVersion: tls.VersionTLS12, Time: o.Now},
@@ -205,10 +224,27 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 		OCSPRequest:      s.ocspRequest,
 		SecureConnection: s.secureConnection,
 		ClientError:      s.clientError,
-		NewSession:       sessions.NewSession,
-		ResumeSession:    sessions.ResumeSession,
-		TicketKeyStore:   ticketKeyStore{s.store},
 		AcceptError:      func(err error) { s.log.Warn().Err(err).Msg("accept") },
+	}
+	switch {
+	case s.fleet == nil:
+		// One node: sessions in the cache file (written behind the handshake), ticket keys there too, so
+		// that resumption survives a restart.
+		sessions := &cache.SessionStore{Store: s.store, TTL: cfg.SessionTTL.Duration, Now: s.opts.Now}
+		background("sessions", func() error {
+			sessions.Run(ctx, func(err error) { s.log.Warn().Err(err).Msg("TLS sessions not stored") })
+			return nil
+		})
+		s.tls.NewSession, s.tls.ResumeSession = sessions.NewSession, sessions.ResumeSession
+		s.tls.TicketKeyStore = ticketKeyStore{s.store}
+	default:
+		// A fleet: ticket keys shared through etcd, so a ticket from any node resumes on every node; sessions
+		// in etcd only when asked for, else sealed in the tickets.
+		s.tls.TicketKeyStore = s.fleet.tickets
+		if n := s.fleet.sessions; n != nil {
+			s.tls.NewSession, s.tls.ResumeSession = n.NewSession, n.ResumeSession
+		}
+		background("fleet-tickets", func() error { return s.fleet.tickets.Watch(ctx, s.tls.UseTicketKeys) })
 	}
 	if err := s.tls.SetContexts(sites.def.context, sites.named); err != nil {
 		return fmt.Errorf("service: %w", err)
@@ -245,7 +281,11 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	}
 	if spec := cfg.Tickets.Rotate; spec != "" {
 		c := cron.New(cron.WithParser(cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)))
-		if _, err := c.AddFunc(spec, s.rotateTicketKeys); err != nil {
+		rotate := s.rotateTicketKeys
+		if s.fleet != nil {
+			rotate = func() { s.rotateFleetTicketKeys(ctx) }
+		}
+		if _, err := c.AddFunc(spec, rotate); err != nil {
 			return cfg.Errorf("tickets.rotate", "%v", err)
 		}
 		c.Start()
@@ -302,18 +342,28 @@ func (s *Service) staplerConfig() stapler.Config {
 		client.Hash = sha256Hash
 	}
 	return stapler.Config{
-		Fetcher:       client,
-		Storage:       s.store,
-		Policy:        ocspfetch.Policy{Margin: f.Margin.Duration, NoNextUpdateTTL: f.NoNextUpdateTTL.Duration},
-		Sweep:         f.Sweep,
-		MaxPerHost:    f.PerHost,
-		MaxInFlight:   f.Concurrency,
-		FetchTimeout:  f.Timeout.Duration + f.ConnectTimeout.Duration,
-		StapleUnknown: f.StapleUnknown,
-		Now:           s.opts.Now,
-		Logger:        s.base, // the stapler names itself
-		OnEvent:       s.onEvent,
+		Fetcher:         client,
+		Storage:         s.storage,
+		Role:            s.role(),
+		SelfFetchMargin: s.cfg.Fleet.selfFetchMargin(),
+		Policy:          ocspfetch.Policy{Margin: f.Margin.Duration, NoNextUpdateTTL: f.NoNextUpdateTTL.Duration},
+		Sweep:           f.Sweep,
+		MaxPerHost:      f.PerHost,
+		MaxInFlight:     f.Concurrency,
+		FetchTimeout:    f.Timeout.Duration + f.ConnectTimeout.Duration,
+		StapleUnknown:   f.StapleUnknown,
+		Now:             s.opts.Now,
+		Logger:          s.base, // the stapler names itself
+		OnEvent:         s.onEvent,
 	}
+}
+
+// role is the stapler's Role: the election's in a fleet, nil (Solo) otherwise.
+func (s *Service) role() func() stapler.Role {
+	if s.fleet == nil {
+		return nil
+	}
+	return s.fleet.elector.Role
 }
 
 // onEvent feeds the metrics and the exports from the stapler's events.
