@@ -3,13 +3,19 @@ package cli
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
+	"staple/admin"
 	"staple/certs"
 	"staple/ocspfetch"
+	"staple/service"
 )
 
 const fetchManual = `NAME
@@ -17,6 +23,7 @@ const fetchManual = `NAME
 
 SYNOPSIS
     staple fetch CERT.pem... [--issuer FILE] [--url URL] [--sha256] [--nonce] [--json] [--timeout D]
+                 [--data-dir DIR | --config FILE] [--no-store]
 
 DESCRIPTION
     For each certificate file (a PEM chain, leaf first or in any order), builds an OCSP request for the leaf,
@@ -30,7 +37,9 @@ DESCRIPTION
     unless --nonce (pre-signing responders and Microsoft's reject or ignore nonces). Each exchange is bounded
     by --timeout and responses by 64 KiB. Proxies come from HTTP_PROXY, HTTPS_PROXY and NO_PROXY.
 
-    Nothing is stored: 'staple cache refresh' and the service keep responses.
+    Each verified response is stored in the cache of --data-dir (default ./staple-data, made if missing),
+    through the running service's admin socket when one answers (it staples the response at once), else in
+    the cache file; staple serve then starts with it. --no-store only prints.
 
 OUTPUT
     Text, one block per certificate; with --json, a JSON array with one object per certificate.
@@ -66,6 +75,10 @@ type fetchResult struct {
 	Expires    time.Time `json:"stapled_until,omitzero"`
 	MaxAge     string    `json:"max_age,omitempty"`
 	Warning    string    `json:"warning,omitempty"`
+	Stored     string    `json:"stored,omitempty"` // where the response was stored
+
+	resp  *ocspfetch.Response // the verified response, for storing
+	chain *certs.Chain
 }
 
 func runFetch(ctx context.Context, env Env, args []string) error {
@@ -76,6 +89,8 @@ func runFetch(ctx context.Context, env Env, args []string) error {
 	nonce := fs.Bool("nonce", false, "send a nonce, which must come back")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", ocspfetch.DefaultTimeout, "bound on each exchange with a responder")
+	target := storeFlags(fs)
+	noStore := fs.Bool("no-store", false, "print only; store nothing")
 	files, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -99,8 +114,16 @@ func runFetch(ctx context.Context, env Env, args []string) error {
 	results := make([]*fetchResult, 0, len(files))
 	var failures []error
 	worst := ExitOK
+	var st *fetchStore
+	if !*noStore {
+		st = &fetchStore{env: env, target: target}
+		defer st.close()
+	}
 	for _, f := range files {
 		res, err := fetchOne(ctx, client, policy, f, *issuerFile, *url, env.now())
+		if err == nil && st != nil {
+			err = st.store(ctx, res)
+		}
 		results = append(results, res)
 		switch {
 		case err != nil:
@@ -165,6 +188,7 @@ func fetchOne(ctx context.Context, client *ocspfetch.Client, policy ocspfetch.Po
 	if err != nil {
 		return fail(err)
 	}
+	res.resp, res.chain = r, chain
 	res.Status = r.Status.String()
 	res.ThisUpdate, res.NextUpdate, res.ProducedAt = r.ThisUpdate, r.NextUpdate, r.ProducedAt
 	if r.Status == ocspfetch.Revoked {
@@ -226,5 +250,53 @@ func writeFetch(w io.Writer, r *fetchResult) {
 	row("Refresh at", stamp(r.RefreshAt))
 	row("Stapled until", stamp(r.Expires))
 	row("Warning", r.Warning)
+	row("Stored", r.Stored)
 	tw.Flush()
+}
+
+// fetchStore stores fetch's responses in the cache, opened on the first one.
+type fetchStore struct {
+	env    Env
+	target storeTarget
+	b      admin.Backend
+	where  string
+	done   func()
+}
+
+func (s *fetchStore) store(ctx context.Context, res *fetchResult) error {
+	notStored := func(err error) error {
+		res.Stored = "no: " + err.Error()
+		return fmt.Errorf("fetch %s: %s, but not stored: %w", res.File, res.Status, err)
+	}
+	if s.b == nil {
+		dataDir, _, err := s.target.resolve()
+		if err != nil {
+			return notStored(err)
+		}
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return notStored(fmt.Errorf("the data directory: %w", err))
+		}
+		if s.b, s.done, err = openBackend(ctx, s.env, s.target, writeCache); err != nil {
+			return notStored(err)
+		}
+		s.where = filepath.Join(dataDir, service.DatabaseName)
+		if _, live := s.b.(*admin.Client); live {
+			s.where = "the running service (" + filepath.Join(dataDir, admin.SocketName) + ")"
+		}
+	}
+	var chain []byte
+	for _, c := range []*x509.Certificate{res.chain.Leaf, res.chain.Issuer} {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if _, err := s.b.Import(ctx, admin.ImportRequest{DER: res.resp.Raw, Chain: chain}); err != nil {
+		return notStored(fmt.Errorf("%s: %w", s.where, err))
+	}
+	res.Stored = s.where
+	return nil
+}
+
+func (s *fetchStore) close() {
+	if s.done != nil {
+		s.done()
+	}
 }

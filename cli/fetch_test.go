@@ -91,7 +91,8 @@ func TestFetch(t *testing.T) {
 				f.r.FailNext(tt.fault) // none of these faults makes the client retry
 
 			}
-			out, err := run(t, now, append([]string{"fetch"}, tt.args...)...)
+			args := append([]string{"fetch", "--data-dir", filepath.Join(f.dir, "data")}, tt.args...)
+			out, err := run(t, now, args...)
 			if code := ExitCode(err); code != tt.code {
 				t.Fatalf("exit %d (%v), want %d\n%s", code, err, tt.code, out)
 			}
@@ -115,7 +116,7 @@ func TestFetch(t *testing.T) {
 
 func TestFetchJSONAndRequestOptions(t *testing.T) {
 	f := newFetchFixture(t)
-	out, err := run(t, testpki.Epoch(), "fetch", "--json", "--sha256", "--nonce", f.good, f.rev)
+	out, err := run(t, testpki.Epoch(), "fetch", "--no-store", "--json", "--sha256", "--nonce", f.good, f.rev)
 	if ExitCode(err) != ExitRevoked {
 		t.Fatalf("exit %d: %v", ExitCode(err), err)
 	}
@@ -132,5 +133,33 @@ func TestFetchJSONAndRequestOptions(t *testing.T) {
 	if len(seen) != 2 || seen[0].Request == nil || seen[0].Request.CertIDs[0].Hash != crypto.SHA256 ||
 		seen[0].Request.Nonce == nil || !strings.HasPrefix(seen[0].UserAgent, "staple/") {
 		t.Errorf("requests %+v", seen)
+	}
+}
+
+// TestFetchStores checks that fetch keeps what it verified in the data directory's cache, where cache ls
+// finds it, and that --no-store keeps nothing.
+func TestFetchStores(t *testing.T) {
+	f := newFetchFixture(t)
+	data := filepath.Join(f.dir, "data")
+	if _, err := run(t, testpki.Epoch(), "fetch", "--no-store", "--data-dir", data, f.good); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("--no-store made the data directory (%v)", err)
+	}
+	if _, err := run(t, testpki.Epoch(), "fetch", "--data-dir", data, f.good, f.rev); ExitCode(err) != ExitRevoked {
+		t.Fatalf("fetch good and revoked: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(data, "cache.db")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("cache.db: %v, %v", err, st)
+	}
+	out, err := run(t, testpki.Epoch(), "cache", "ls", "--data-dir", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"good.test", "revoked.test", " good ", " revoked "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cache ls after fetch lacks %q:\n%s", want, out)
+		}
 	}
 }
