@@ -83,8 +83,10 @@ type Config struct {
 	// StapleUnknown staples verified "unknown" responses. By default they are held (and shown) but not
 	// stapled.
 	StapleUnknown bool
-	// Now returns the current time. Nil means time.Now. The sweep and retry timers run on the runtime's
-	// clock, so a fake Now must advance with it (tests use testing/synctest).
+	// Now returns the current time. Nil means time.Now, read by Staple from a copy refreshed every 50 ms
+	// (staples are withdrawn up to 50 ms before their expiry, never after; see hotClock); set, it is called
+	// on every Staple. The sweep and retry timers run on the runtime's clock, so a fake Now must advance with
+	// it (tests use testing/synctest).
 	Now func() time.Time
 	// Rand returns a uniform number in [0, 1) for the policy's jitter. Nil means math/rand/v2.Float64.
 	Rand func() float64
@@ -129,6 +131,8 @@ type Stapler struct {
 	started  bool
 	closed   bool
 	cron     *cron.Cron
+
+	hot *hotClock // the hot path's clock; nil when Config.Now is set
 }
 
 // New returns a stapler configured by cfg. It does no I/O: Start loads the storage and starts the scheduler.
@@ -161,6 +165,7 @@ func New(cfg Config) (*Stapler, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+		s.hot = &hotClock{}
 	}
 	if s.rnd == nil {
 		s.rnd = rand.Float64
@@ -195,7 +200,16 @@ func (s *Stapler) Staple(key certs.Key) []byte {
 // against the pointer.
 func (s *Stapler) Current(key certs.Key) *cache.Staple {
 	st := s.index.Get(key)
-	if st == nil || !s.now().Before(st.Expires) {
+	if st == nil {
+		return nil
+	}
+	var now time.Time
+	if s.hot != nil {
+		now = s.hot.now()
+	} else {
+		now = s.now()
+	}
+	if !now.Before(st.Expires) {
 		return nil
 	}
 	return st
@@ -221,6 +235,9 @@ func (s *Stapler) Start() error {
 		return ErrClosed
 	}
 	s.started = true
+	if s.hot != nil {
+		s.hot.start()
+	}
 	s.cron = cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 	s.cron.Schedule(s.schedule, cron.FuncJob(s.sweep))
 	s.cron.Start()
@@ -248,6 +265,9 @@ func (s *Stapler) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	if c != nil {
 		<-c.Stop().Done()
+	}
+	if s.hot != nil && c != nil {
+		s.hot.halt()
 	}
 	s.cancel()
 	done := make(chan struct{})

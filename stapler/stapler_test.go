@@ -545,3 +545,45 @@ func TestStapleAllocatesNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestHotClock checks the hot path's clock (Config.Now nil) on synctest's clock: a staple is served until at
+// most one tick before its expiry and never at or after it, and after Close Staple reads the clock itself.
+func TestHotClock(t *testing.T) {
+	ca := testpki.NewRoot(t, "hot clock CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		fake := newFakeResponder(t, ca, time.Hour)
+		s, err := New(Config{Fetcher: fake})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		key, _ := s.Watch(chain)
+		synctest.Wait()
+		info, _ := s.Entry(key)
+		if !info.HasResponse {
+			t.Fatal("no response fetched")
+		}
+		fake.setDown(outage) // no refresh: the response held runs out
+		expires := info.Expires
+		time.Sleep(expires.Sub(time.Now()) - hotTick - time.Millisecond)
+		if s.Staple(key) == nil {
+			t.Errorf("withdrawn more than a tick (%v) before its expiry", hotTick)
+		}
+		time.Sleep(hotTick)
+		for !time.Now().After(expires.Add(2 * hotTick)) {
+			if s.Staple(key) != nil && !time.Now().Before(expires) {
+				t.Fatalf("stapled at %v, at or after its expiry %v", time.Now(), expires)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if s.Staple(key) != nil {
+			t.Error("stapled after Close past its expiry")
+		}
+	})
+}

@@ -1,0 +1,69 @@
+package cache
+
+import (
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"staple/certs"
+)
+
+// Entry is one certificate's records for PutEntries: its certificate, its response, or both.
+type Entry struct {
+	Key      certs.Key
+	Cert     *Cert
+	Response *Response
+}
+
+// bulkTxSize is how many entries PutEntries writes per transaction: large enough that the commit (an fsync)
+// is paid rarely, small enough that a transaction's dirty pages stay a few megabytes.
+const bulkTxSize = 5000
+
+// PutEntries stores many certificates and responses in few transactions, one commit per bulkTxSize
+// entries instead of one per record: for importing a cache and for filling one in benchmarks. As with
+// PutResponse, a response older than the stored one is kept out (the stored one stays); that is not an error.
+// On failure the entries of the transactions already committed stay stored.
+func (s *Store) PutEntries(es []Entry) error {
+	for _, e := range es {
+		if e.Cert != nil {
+			if err := checkCert(*e.Cert); err != nil {
+				return fmt.Errorf("%w (%s)", err, e.Key)
+			}
+		}
+		if e.Response != nil {
+			if err := checkResponse(*e.Response); err != nil {
+				return fmt.Errorf("%w (%s)", err, e.Key)
+			}
+		}
+	}
+	for start := 0; start < len(es); start += bulkTxSize {
+		chunk := es[start:min(start+bulkTxSize, len(es))]
+		err := s.update(func(tx *bolt.Tx) error {
+			certsB, resps := tx.Bucket(bucketCerts), tx.Bucket(bucketResponses)
+			for _, e := range chunk {
+				k := diskKey(e.Key)
+				if e.Cert != nil {
+					if err := certsB.Put(k, encodeCert(*e.Cert)); err != nil {
+						return err
+					}
+				}
+				if e.Response == nil {
+					continue
+				}
+				if old := resps.Get(k); old != nil {
+					if prev, err := decodeResponse(old); err == nil && prev.ThisUpdate.After(e.Response.ThisUpdate) {
+						continue
+					}
+				}
+				if err := resps.Put(k, encodeResponse(*e.Response)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("cache: storing entries %d to %d of %d: %w", start+1, start+len(chunk), len(es), err)
+		}
+	}
+	return nil
+}

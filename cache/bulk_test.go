@@ -1,0 +1,54 @@
+package cache
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"staple/certs"
+)
+
+// TestPutEntries stores more entries than one transaction holds and reads every one back; an older response
+// does not replace a newer one; a bad record is refused before anything is written.
+func TestPutEntries(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "cache.db"), Options{})
+	const n = bulkTxSize*2 + 17
+	es := make([]Entry, n)
+	for i := range es {
+		c := Cert{Leaf: []byte("leaf"), Issuer: []byte("issuer"), URLs: []string{"http://ocsp.test/"}, Added: t0}
+		r := testResponse(t0, 300)
+		es[i] = Entry{Key: testKey("bulk", int64(i+1)), Cert: &c, Response: &r}
+	}
+	if err := s.PutEntries(es); err != nil {
+		t.Fatal(err)
+	}
+	certsN, respsN := 0, 0
+	s.Certs(func(_ certs.Key, _ Cert, err error) error { certsN++; return err })
+	s.Responses(func(_ certs.Key, _ Response, err error) error { respsN++; return err })
+	if certsN != n || respsN != n {
+		t.Errorf("stored %d certificates and %d responses, want %d each", certsN, respsN, n)
+	}
+
+	newer := testResponse(t0.Add(time.Hour), 300)
+	if err := s.PutResponse(es[0].Key, newer); err != nil {
+		t.Fatal(err)
+	}
+	older := testResponse(t0, 300)
+	if err := s.PutEntries([]Entry{{Key: es[0].Key, Response: &older}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Response(es[0].Key); !got.ThisUpdate.Equal(newer.ThisUpdate) {
+		t.Errorf("an older response replaced the newer one: thisUpdate %v", got.ThisUpdate)
+	}
+
+	bad := Response{} // no DER
+	fresh := testKey("bulk", 999999)
+	err := s.PutEntries([]Entry{{Key: fresh, Cert: es[1].Cert}, {Key: fresh, Response: &bad}})
+	if err == nil {
+		t.Fatal("PutEntries accepted a response without DER")
+	}
+	if _, err := s.Cert(fresh); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused batch wrote its first entry: %v", err)
+	}
+}
