@@ -38,13 +38,13 @@ type command struct {
 // commands lists the subcommands in the order the usage text shows them.
 func commands() []command {
 	return []command{
-		versionCommand(),
-		cacheCommand(),
-		checkCommand(),
+		serveCommand(),
 		fetchCommand(),
+		checkCommand(),
+		cacheCommand(),
 		labCommand(),
 		responderCommand(),
-		serveCommand(),
+		versionCommand(),
 	}
 }
 
