@@ -86,12 +86,14 @@ func newConnListener(addr net.Addr) *connListener {
 	return &connListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
 }
 
-// hand passes c to the server, or closes it when the listener is closed.
-func (l *connListener) hand(c net.Conn) {
+// hand passes c to the server and reports true, or closes c and reports false when the listener is closed.
+func (l *connListener) hand(c net.Conn) bool {
 	select {
 	case l.conns <- c:
+		return true
 	case <-l.closed:
 		c.Close()
+		return false
 	}
 }
 

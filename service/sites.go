@@ -267,8 +267,9 @@ func (s *Service) secureConnection(c *tlsserver.Conn) {
 	}
 	s.conns.Store(c.Conn, rec)
 	defer s.conns.Delete(c.Conn)
-	s.httpLn.hand(c.Conn)
-	<-rec.done
+	if s.httpLn.hand(c.Conn) {
+		<-rec.done // the HTTP server is done with it
+	}
 }
 
 func statusName(st int) string {
