@@ -26,7 +26,7 @@ DESCRIPTION
     off on failure, and keeps serving the last valid response through a responder's outage until its
     nextUpdate, never after. A verified "revoked" replaces "good" at once; "unknown" is not stapled.
 
-    Responses, sessions and ticket keys are kept in DIR/cache.db (bbolt, 0600), so that after a restart the
+    Responses and the session ticket keys are kept in DIR/cache.db (bbolt, 0600), so that after a restart the
     first handshake is stapled from the cache, with no fetch, even while the responder is down. While the
     service runs, 'staple cache' commands reach it through DIR/admin.sock (0600).
 
@@ -43,7 +43,9 @@ DESCRIPTION
 
 CONFIGURATION
     data_dir, listen, log_level, log_format, metrics_listen, responder_listen, max_connections,
-    handshake_timeout, drain_timeout, session_ttl, lab_responder_url, and the tables:
+    handshake_timeout, drain_timeout, session_ttl, sessions ("tickets": sealed in the ticket under keys kept
+    in the cache, the default; "store": Node's newSession/resumeSession, the session kept in the cache or,
+    in a fleet, in etcd), lab_responder_url, and the tables:
 
         [fetch]     sweep ("@every 30s"), timeout, connect_timeout, max_response_bytes, per_host,
                     concurrency, sha256, nonce, overrides = {"http://old" = "http://new"}, staple_unknown,
@@ -54,8 +56,7 @@ CONFIGURATION
         [[export]]  cert, path ("{cert}.ocsp", HAProxy's layout; {key} is the cache key), format (der or
                     base64), reload = ["systemctl", "reload", "nginx"], reload_timeout
         [fleet]     endpoints = ["http://etcd1:2379"], prefix ("/staple/"), cert_file, key_file, ca_file,
-                    username, password, lease_ttl (10s), node, self_fetch (true), self_fetch_margin (2h),
-                    sessions ("tickets" or "etcd")
+                    username, password, lease_ttl (10s), node, self_fetch (true), self_fetch_margin (2h)
 
     With [fleet], nodes share one etcd cluster: the elected leader alone asks the CAs, every node staples
     what lands in etcd, session tickets made on one node resume on all of them (the ticket keys are shared

@@ -59,6 +59,12 @@ type Config struct {
 	DrainTimeout Duration `toml:"drain_timeout"`
 	// SessionTTL is how long a TLS session stays resumable. Default 300 s, as Node's sessionTimeout.
 	SessionTTL Duration `toml:"session_ttl"`
+	// Sessions is where resumable TLS sessions live. "tickets", the default: sealed in the session ticket
+	// under the ticket keys (kept in the cache, shared by a fleet), nothing stored per handshake. "store":
+	// Node's newSession/resumeSession, the ticket carries a session ID and the session is kept in the cache
+	// file (written behind the handshake) or, in a fleet, in etcd (one write per session), for clients that
+	// refuse to hold tickets.
+	Sessions string `toml:"sessions"`
 	// LabResponderURL is the responder URL of the embedded lab (no [[site]]: the lab under the data
 	// directory serves localhost), used when the lab is first made. Default http://127.0.0.1:8889.
 	LabResponderURL string `toml:"lab_responder_url"`
@@ -123,10 +129,6 @@ type FleetConfig struct {
 	// SelfFetchMargin (default 2 h). Default true.
 	SelfFetch       *bool    `toml:"self_fetch"`
 	SelfFetchMargin Duration `toml:"self_fetch_margin"`
-	// Sessions is where TLS sessions live: "tickets" (the default: sealed in the ticket under the fleet's
-	// shared keys, nothing stored) or "etcd" (Node's newSession/resumeSession store, one etcd write per
-	// session).
-	Sessions string `toml:"sessions"`
 }
 
 // Enabled reports whether the node is in a fleet.
@@ -291,6 +293,7 @@ func (c *Config) SetDefaults() {
 	def(&c.Listen, DefaultListen)
 	def(&c.LogLevel, "info")
 	def(&c.LogFormat, "auto")
+	def(&c.Sessions, "tickets")
 	defDur(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	defDur(&c.DrainTimeout, DefaultDrainTimeout)
 	defDur(&c.SessionTTL, DefaultSessionTTL)
@@ -340,6 +343,11 @@ func (c *Config) Check() error {
 		if err := checkHTTPURL(c.LabResponderURL); err != nil || !strings.HasPrefix(c.LabResponderURL, "http://") {
 			return c.Errorf("lab_responder_url", "%q is not an http:// URL", c.LabResponderURL)
 		}
+	}
+	switch c.Sessions {
+	case "", "tickets", "store":
+	default:
+		return c.Errorf("sessions", "%q is not tickets or store", c.Sessions)
 	}
 	if c.MaxConnections < 0 {
 		return c.Errorf("max_connections", "must not be negative")
@@ -394,11 +402,6 @@ func (c *Config) checkFleet() error {
 	}
 	if f.LeaseTTL.Duration != 0 && f.LeaseTTL.Duration < 2*time.Second {
 		return c.Errorf("fleet.lease_ttl", "%v is shorter than etcd's minimum lease of 2s", f.LeaseTTL.Duration)
-	}
-	switch f.Sessions {
-	case "", "tickets", "etcd":
-	default:
-		return c.Errorf("fleet.sessions", "%q is not tickets or etcd", f.Sessions)
 	}
 	return nil
 }

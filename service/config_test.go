@@ -75,7 +75,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative connections", "max_connections = -1\n", "s.toml:1: max_connections: must not be negative"},
 		{"fleet endpoint", "[fleet]\nendpoints = [\"127.0.0.1:2379\"]\n", `s.toml:2: fleet.endpoints: "127.0.0.1:2379" is not an http:// or https:// URL`},
 		{"fleet short lease", "[fleet]\nendpoints = [\"http://e:2379\"]\nlease_ttl = \"1s\"\n", "s.toml:3: fleet.lease_ttl: 1s is shorter than etcd's minimum lease of 2s"},
-		{"fleet sessions", "[fleet]\nendpoints = [\"http://e:2379\"]\nsessions = \"redis\"\n", `s.toml:3: fleet.sessions: "redis" is not tickets or etcd`},
+		{"sessions", "sessions = \"redis\"\n", `s.toml:1: sessions: "redis" is not tickets or store`},
 		{"fleet key alone", "[fleet]\nendpoints = [\"http://e:2379\"]\ncert_file = \"c.pem\"\n", "s.toml:3: fleet.cert_file: cert_file and key_file go together"},
 		{"lab url", "lab_responder_url = \"https://x\"\n", `s.toml:1: lab_responder_url: "https://x" is not an http:// URL`},
 	}

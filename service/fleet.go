@@ -23,7 +23,7 @@ type fleetNode struct {
 	store    *fleet.Store
 	elector  *fleet.Elector
 	tickets  *fleet.TicketKeys
-	sessions *fleet.Sessions // nil unless [fleet] sessions = "etcd"
+	sessions *fleet.Sessions // nil unless sessions = "store"
 }
 
 // FleetConfig returns the fleet package's configuration of the [fleet] table.
@@ -60,7 +60,7 @@ func (s *Service) joinFleet(ctx context.Context) (*fleetNode, error) {
 		}
 		s.log.Info().Str("role", r.String()).Str("leader", n.elector.Leader()).Msg("fleet role")
 	}
-	if s.cfg.Fleet.Sessions == "etcd" {
+	if s.cfg.Sessions == "store" {
 		n.sessions = fleet.NewSessions(cli, fc, s.cfg.SessionTTL.Duration)
 	}
 	return n, nil

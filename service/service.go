@@ -228,18 +228,20 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	}
 	switch {
 	case s.fleet == nil:
-		// One node: sessions in the cache file (written behind the handshake), ticket keys there too, so
-		// that resumption survives a restart.
-		sessions := &cache.SessionStore{Store: s.store, TTL: cfg.SessionTTL.Duration, Now: s.opts.Now}
-		background("sessions", func() error {
-			sessions.Run(ctx, func(err error) { s.log.Warn().Err(err).Msg("TLS sessions not stored") })
-			return nil
-		})
-		s.tls.NewSession, s.tls.ResumeSession = sessions.NewSession, sessions.ResumeSession
+		// One node: ticket keys in the cache file, so that resumption survives a restart; with
+		// sessions = "store", the sessions too (written behind the handshake).
 		s.tls.TicketKeyStore = ticketKeyStore{s.store}
+		if cfg.Sessions == "store" {
+			sessions := &cache.SessionStore{Store: s.store, TTL: cfg.SessionTTL.Duration, Now: s.opts.Now}
+			background("sessions", func() error {
+				sessions.Run(ctx, func(err error) { s.log.Warn().Err(err).Msg("TLS sessions not stored") })
+				return nil
+			})
+			s.tls.NewSession, s.tls.ResumeSession = sessions.NewSession, sessions.ResumeSession
+		}
 	default:
-		// A fleet: ticket keys shared through etcd, so a ticket from any node resumes on every node; sessions
-		// in etcd only when asked for, else sealed in the tickets.
+		// A fleet: ticket keys shared through etcd, so a ticket from any node resumes on every node; with
+		// sessions = "store", the sessions in etcd.
 		s.tls.TicketKeyStore = s.fleet.tickets
 		if n := s.fleet.sessions; n != nil {
 			s.tls.NewSession, s.tls.ResumeSession = n.NewSession, n.ResumeSession

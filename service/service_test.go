@@ -350,3 +350,44 @@ func TestServiceForgetsUnservedAtStart(t *testing.T) {
 		t.Errorf("entries after a restart with a renewed certificate: %v %+v", err, es)
 	}
 }
+
+// TestServiceResumption resumes TLS sessions across a restart of the service, both ways sessions can live:
+// in tickets under the ticket keys kept in the cache (the default), and in the cache's session store.
+func TestServiceResumption(t *testing.T) {
+	for _, mode := range []string{"tickets", "store"} {
+		t.Run(mode, func(t *testing.T) {
+			w := newWorld(t)
+			aCert, aKey, aLeaf := w.leaf("a", "a.test")
+			cfg := func() *Config {
+				return &Config{DataDir: filepath.Join(w.dir, "data"), Listen: "127.0.0.1:0", Sessions: mode,
+					Sites: []Site{{Cert: aCert, Key: aKey}}}
+			}
+			r := run(t, cfg())
+			w.waitStapled(t, r.addrs.TLS, "a.test", aLeaf)
+			for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+				cache := tls.NewLRUClientSessionCache(4)
+				conf := &tls.Config{RootCAs: w.pool, ServerName: "a.test", ClientSessionCache: cache, MinVersion: v, MaxVersion: v}
+				resumed := func(addr string) bool {
+					c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, conf)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+					c.Read(make([]byte, 1)) // a TLS 1.3 ticket comes after the handshake
+					return c.ConnectionState().DidResume
+				}
+				if resumed(r.addrs.TLS) || !resumed(r.addrs.TLS) {
+					t.Errorf("%s: the second connection did not resume", versionName(v))
+				}
+				r.stop(t)
+				r = run(t, cfg())
+				if !resumed(r.addrs.TLS) {
+					t.Errorf("%s: no resumption after a restart", versionName(v))
+				}
+			}
+		})
+	}
+}
+
+func versionName(v uint16) string { return tls.VersionName(v) }

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/crypto/ocsp"
 
 	"staple/certs"
 	"staple/tlsserver"
@@ -260,26 +260,11 @@ func (s *Service) secureConnection(c *tlsserver.Conn) {
 		AskedStatus: c.OCSPRequested(),
 		Stapled:     c.OCSPStaple() != nil,
 	}}
-	if rec.info.Stapled {
-		if r, err := ocsp.ParseResponse(c.OCSPStaple(), nil); err == nil {
-			rec.info.StapleStatus = statusName(r.Status)
-		}
-	}
 	s.conns.Store(c.Conn, rec)
 	defer s.conns.Delete(c.Conn)
 	if s.httpLn.hand(c.Conn) {
 		<-rec.done // the HTTP server is done with it
 	}
-}
-
-func statusName(st int) string {
-	switch st {
-	case ocsp.Good:
-		return "good"
-	case ocsp.Revoked:
-		return "revoked"
-	}
-	return "unknown"
 }
 
 // connContext gives each HTTP connection its record (site and TLS facts) and the status page its ConnInfo.
@@ -289,6 +274,13 @@ func (s *Service) connContext(ctx context.Context, c net.Conn) context.Context {
 		return ctx
 	}
 	rec := v.(*connRecord)
+	if _, ok := rec.site.handler.(*StatusPage); ok && rec.info.Stapled {
+		// Only the status page shows it, so only its connections pay for the lookup (no parsing: the index
+		// holds the status of the staple it handed out).
+		if cur := s.stapler.Current(rec.site.key); cur != nil && bytes.Equal(cur.Raw, rec.tls.OCSPStaple()) {
+			rec.info.StapleStatus = cur.Status.String()
+		}
+	}
 	return WithConnInfo(context.WithValue(ctx, connRecordKey{}, rec), &rec.info)
 }
 
