@@ -67,3 +67,26 @@ func (s *Store) PutEntries(es []Entry) error {
 	}
 	return nil
 }
+
+// RemoveAll forgets many certificates, their responses and their histories in few transactions (one per
+// bulkTxSize keys), as Remove does one.
+func (s *Store) RemoveAll(keys []certs.Key) error {
+	for start := 0; start < len(keys); start += bulkTxSize {
+		chunk := keys[start:min(start+bulkTxSize, len(keys))]
+		err := s.update(func(tx *bolt.Tx) error {
+			for _, key := range chunk {
+				k := diskKey(key)
+				for _, name := range [][]byte{bucketCerts, bucketResponses, bucketHistory} {
+					if err := tx.Bucket(name).Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("cache: removing entries %d to %d of %d: %w", start+1, start+len(chunk), len(keys), err)
+		}
+	}
+	return nil
+}

@@ -52,3 +52,37 @@ func TestPutEntries(t *testing.T) {
 		t.Errorf("a refused batch wrote its first entry: %v", err)
 	}
 }
+
+// TestRemoveAll forgets more keys than one transaction holds, with their histories, and leaves the others.
+func TestRemoveAll(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "cache.db"), Options{})
+	const n = bulkTxSize + 10
+	es := make([]Entry, n)
+	keys := make([]certs.Key, n)
+	for i := range es {
+		c := Cert{Leaf: []byte("leaf"), Issuer: []byte("issuer"), Added: t0}
+		r := testResponse(t0, 100)
+		keys[i] = testKey("rm", int64(i+1))
+		es[i] = Entry{Key: keys[i], Cert: &c, Response: &r}
+	}
+	if err := s.PutEntries(es); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddAttempt(keys[0], Attempt{Time: t0, Reason: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveAll(keys[:n-1]); err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	s.Responses(func(k certs.Key, _ Response, err error) error {
+		left++
+		if k != keys[n-1] {
+			t.Errorf("%s was not removed", k)
+		}
+		return err
+	})
+	if h, _ := s.History(keys[0]); left != 1 || len(h) != 0 {
+		t.Errorf("%d responses left, history of a removed key %v", left, h)
+	}
+}

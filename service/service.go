@@ -21,6 +21,7 @@ import (
 
 	"staple/admin"
 	"staple/cache"
+	"staple/certs"
 	"staple/fleet"
 	"staple/ocspfetch"
 	"staple/responder"
@@ -388,16 +389,28 @@ func (s *Service) onEvent(ev stapler.Event) {
 // forgetUnserved drops the cached certificates no site serves any more (renewed or removed while the service
 // was stopped), as a reload does, so that their responders are not asked for them again.
 func (s *Service) forgetUnserved() {
+	var gone []certs.Key
 	for _, in := range s.stapler.Entries() {
-		if in.Watched {
-			continue
+		if !in.Watched {
+			gone = append(gone, in.Key)
 		}
-		if err := s.stapler.Remove(in.Key); err != nil {
-			s.log.Warn().Err(err).Str("key", in.Key.String()).Msg("a cached certificate no site serves could not be removed")
-			continue
-		}
-		s.log.Info().Str("key", in.Key.String()).Msg("dropped a cached certificate that no site serves any more")
 	}
+	if len(gone) == 0 {
+		return
+	}
+	if err := s.stapler.RemoveAll(gone); err != nil {
+		s.log.Warn().Err(err).Int("certificates", len(gone)).Msg("cached certificates no site serves could not all be removed from the cache file")
+		return
+	}
+	ev := s.log.Info().Int("certificates", len(gone))
+	if len(gone) <= 10 {
+		keys := make([]string, len(gone))
+		for i, k := range gone {
+			keys[i] = k.String()
+		}
+		ev = ev.Strs("keys", keys)
+	}
+	ev.Msg("dropped cached certificates that no site serves any more")
 }
 
 // drain stops accepting, lets connections finish for DrainTimeout, then cuts what is left.

@@ -587,3 +587,37 @@ func TestHotClock(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoveAll forgets several certificates at once: not stapled, not listed, not in storage, and the
+// others untouched.
+func TestRemoveAll(t *testing.T) {
+	ca := testpki.NewRoot(t, "remove all CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		fake := newFakeResponder(t, ca, 4*day)
+		store := openStore(t, tempStorePath(t))
+		s := mustNew(t, Config{Fetcher: fake, Storage: store})
+		s.Start()
+		var keys []certs.Key
+		for range 3 {
+			key, err := s.Watch(leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, key)
+		}
+		synctest.Wait()
+		if err := s.RemoveAll(keys[:2]); err != nil {
+			t.Fatal(err)
+		}
+		for i, key := range keys {
+			_, stored := store.Response(key)
+			kept := i == 2
+			if (s.Staple(key) != nil) != kept || (stored == nil) != kept {
+				t.Errorf("key %d: stapled %v, stored %v; want both %v", i, s.Staple(key) != nil, stored == nil, kept)
+			}
+		}
+		if n := len(s.Entries()); n != 1 {
+			t.Errorf("%d entries left, want 1", n)
+		}
+	})
+}

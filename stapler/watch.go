@@ -174,6 +174,46 @@ func (s *Stapler) Remove(key certs.Key) error {
 	return s.removeStored(key)
 }
 
+// RemoveAll is Remove for many keys at once: one pass over the index, and one storage transaction per few
+// thousand keys when the storage can remove many at once (cache.Store can), rather than one per key.
+func (s *Stapler) RemoveAll(keys []certs.Key) error {
+	s.mu.Lock()
+	for _, key := range keys {
+		if e := s.entries[key]; e != nil {
+			e.removed = true
+			e.stopTimer()
+			delete(s.entries, key)
+			for _, w := range e.waiters {
+				close(w)
+			}
+			e.waiters = nil
+		}
+	}
+	s.index.PutAll(func(yield func(certs.Key, *cache.Staple) bool) {
+		for _, key := range keys {
+			if !yield(key, nil) {
+				return
+			}
+		}
+	})
+	s.mu.Unlock()
+	if s.cfg.Storage == nil {
+		return nil
+	}
+	if bulk, ok := s.cfg.Storage.(interface{ RemoveAll([]certs.Key) error }); ok {
+		if err := bulk.RemoveAll(keys); err != nil {
+			return fmt.Errorf("stapler: removing %d certificates from storage: %w", len(keys), err)
+		}
+		return nil
+	}
+	for _, key := range keys {
+		if err := s.removeStored(key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Stapler) removeStored(key certs.Key) error {
 	if s.cfg.Storage == nil {
 		return nil
