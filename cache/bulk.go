@@ -90,3 +90,35 @@ func (s *Store) RemoveAll(keys []certs.Key) error {
 	}
 	return nil
 }
+
+// PutFetched stores what one fetch produced, the response and the attempt for the history, in one
+// transaction (one commit, one fsync, where PutResponse and AddAttempt take two). As with PutResponse, a
+// response older than the stored one is kept out and the error wraps ErrOlder; the attempt is stored all the
+// same.
+func (s *Store) PutFetched(key certs.Key, r Response, a Attempt) error {
+	if err := checkResponse(r); err != nil {
+		return fmt.Errorf("%w (%s)", err, key)
+	}
+	k, v := diskKey(key), encodeResponse(r)
+	var older error
+	err := s.update(func(tx *bolt.Tx) error {
+		older = nil
+		b := tx.Bucket(bucketResponses)
+		if old := b.Get(k); old != nil {
+			if prev, err := decodeResponse(old); err == nil && prev.ThisUpdate.After(r.ThisUpdate) {
+				older = fmt.Errorf("%w: %s: stored thisUpdate %s, new %s", ErrOlder, key,
+					prev.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"), r.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"))
+			}
+		}
+		if older == nil {
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+		}
+		return putAttempt(tx, k, a)
+	})
+	if err != nil {
+		return err
+	}
+	return older
+}

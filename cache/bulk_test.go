@@ -86,3 +86,23 @@ func TestRemoveAll(t *testing.T) {
 		t.Errorf("%d responses left, history of a removed key %v", left, h)
 	}
 }
+
+// TestPutFetched stores a response and its attempt in one write; an older response is kept out with ErrOlder
+// while its attempt is still recorded.
+func TestPutFetched(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "cache.db"), Options{})
+	key := testKey("fetched", 1)
+	newer, older := testResponse(t0.Add(time.Hour), 200), testResponse(t0, 200)
+	if err := s.PutFetched(key, newer, Attempt{Time: t0.Add(time.Hour), Reason: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutFetched(key, older, Attempt{Time: t0.Add(2 * time.Hour), Reason: "ok"}); !errors.Is(err, ErrOlder) {
+		t.Errorf("an older response: %v, want ErrOlder", err)
+	}
+	if got, _ := s.Response(key); !got.ThisUpdate.Equal(newer.ThisUpdate) {
+		t.Errorf("stored thisUpdate %v, want the newer %v", got.ThisUpdate, newer.ThisUpdate)
+	}
+	if h, _ := s.History(key); len(h) != 2 {
+		t.Errorf("history has %d attempts, want 2 (the older response's attempt too)", len(h))
+	}
+}

@@ -117,15 +117,18 @@ func (s *Store) DeleteCert(key certs.Key) error {
 // AddAttempt appends a to the history of key, keeping the last MaxHistory attempts. Over-long text is cut.
 func (s *Store) AddAttempt(key certs.Key, a Attempt) error {
 	k := diskKey(key)
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHistory)
-		var h []Attempt
-		if old := b.Get(k); old != nil {
-			// A history that does not decode is replaced: it is a diagnostic, not state to protect.
-			h, _ = decodeHistory(old)
-		}
-		return b.Put(k, encodeHistory(appendAttempt(h, a)))
-	})
+	return s.update(func(tx *bolt.Tx) error { return putAttempt(tx, k, a) })
+}
+
+// putAttempt appends a to the history under the disk key k.
+func putAttempt(tx *bolt.Tx, k []byte, a Attempt) error {
+	b := tx.Bucket(bucketHistory)
+	var h []Attempt
+	if old := b.Get(k); old != nil {
+		// A history that does not decode is replaced: it is a diagnostic, not state to protect.
+		h, _ = decodeHistory(old)
+	}
+	return b.Put(k, encodeHistory(appendAttempt(h, a)))
 }
 
 // History returns the fetch attempts of key, oldest first; none is not an error.

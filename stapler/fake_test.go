@@ -204,6 +204,22 @@ type faultyStore struct {
 }
 
 func (s *faultyStore) PutResponse(key certs.Key, r cache.Response) error {
+	if err := s.fault(); err != nil {
+		return err
+	}
+	return s.Store.PutResponse(key, r)
+}
+
+// PutFetched is the stapler's one-transaction write of a fetch, under the same faults.
+func (s *faultyStore) PutFetched(key certs.Key, r cache.Response, a cache.Attempt) error {
+	if err := s.fault(); err != nil {
+		return err
+	}
+	return s.Store.PutFetched(key, r, a)
+}
+
+// fault blocks while a block is set, then returns the failure set, if any.
+func (s *faultyStore) fault() error {
 	s.mu.Lock()
 	fail, block, entered := s.fail, s.block, s.entered
 	s.mu.Unlock()
@@ -213,10 +229,7 @@ func (s *faultyStore) PutResponse(key certs.Key, r cache.Response) error {
 		}
 		<-block
 	}
-	if fail != nil {
-		return fail
-	}
-	return s.Store.PutResponse(key, r)
+	return fail
 }
 
 func (s *faultyStore) setFail(err error) {

@@ -235,10 +235,19 @@ func (s *Stapler) store(key certs.Key, out outcome) bool {
 		return true
 	}
 	ok := true
+	record := out.attempt.Reason != "" && out.attempt.Reason != "removed"
+	if both, can := st.(fetchedWriter); can && out.resp != nil && record {
+		// One transaction for the response and its attempt (cache.Store: one fsync instead of two).
+		err := both.PutFetched(key, *out.resp, out.attempt)
+		if err != nil && !errors.Is(err, cache.ErrOlder) {
+			s.metrics.historyFailures.Add(1)
+		}
+		return s.persisted(key, *out.resp, err)
+	}
 	if out.resp != nil {
 		ok = s.persist(key, *out.resp)
 	}
-	if out.attempt.Reason != "" && out.attempt.Reason != "removed" {
+	if record {
 		if err := st.AddAttempt(key, out.attempt); err != nil {
 			s.metrics.historyFailures.Add(1)
 			s.log.Warn().Err(err).Str("key", key.String()).Msg("fetch history not stored")
@@ -247,9 +256,19 @@ func (s *Stapler) store(key certs.Key, out outcome) bool {
 	return ok
 }
 
+// fetchedWriter is a Storage that stores a fetch's response and attempt in one write.
+type fetchedWriter interface {
+	PutFetched(key certs.Key, r cache.Response, a cache.Attempt) error
+}
+
 // persist writes one response and raises Persisted or PersistFailed.
 func (s *Stapler) persist(key certs.Key, r cache.Response) bool {
-	err := s.cfg.Storage.PutResponse(key, r)
+	return s.persisted(key, r, s.cfg.Storage.PutResponse(key, r))
+}
+
+// persisted accounts for the write of r that returned err: it raises Persisted or PersistFailed and reports
+// whether r is at rest (a newer response kept in its place counts as at rest).
+func (s *Stapler) persisted(key certs.Key, r cache.Response, err error) bool {
 	if errors.Is(err, cache.ErrOlder) {
 		s.log.Warn().Err(err).Str("key", key.String()).Msg("storage holds a newer response; kept")
 		err = nil

@@ -26,6 +26,11 @@ func (s *countingStore) PutResponse(key certs.Key, r cache.Response) error {
 	return s.Store.PutResponse(key, r)
 }
 
+func (s *countingStore) PutFetched(key certs.Key, r cache.Response, a cache.Attempt) error {
+	s.puts.Add(1)
+	return s.Store.PutFetched(key, r, a)
+}
+
 // roleSwitch is what an election would answer, switched by the test.
 type roleSwitch struct{ v atomic.Int32 }
 
