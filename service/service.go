@@ -305,6 +305,7 @@ func (s *Service) staplerConfig() stapler.Config {
 		Fetcher:       client,
 		Storage:       s.store,
 		Policy:        ocspfetch.Policy{Margin: f.Margin.Duration, NoNextUpdateTTL: f.NoNextUpdateTTL.Duration},
+		Verify:        client.Verify,
 		Sweep:         f.Sweep,
 		MaxPerHost:    f.PerHost,
 		MaxInFlight:   f.Concurrency,
