@@ -179,9 +179,10 @@ func scrapeMetric(addr, name string) (float64, error) {
 
 // serveConfig is a staple serve configuration for a lab fixture, with the settings these tests vary.
 type serveConfig struct {
-	top   []string // extra top-level lines, e.g. `max_connections = 2000`
-	fetch []string // extra [fetch] lines
-	sweep string
+	top    []string // extra top-level lines, e.g. `max_connections = 2000`
+	fetch  []string // extra [fetch] lines
+	tables []string // extra tables, e.g. "[tickets]\nrotate = \"@every 2s\""
+	sweep  string
 }
 
 // writeServeConfig rewrites the fixture's configuration file with the extra settings.
@@ -198,6 +199,9 @@ func writeServeConfig(t *testing.T, f *labFixture, c serveConfig) {
 	fmt.Fprintf(&b, "\n[fetch]\nsweep = %q\n", c.sweep)
 	for _, l := range c.fetch {
 		b.WriteString(l + "\n")
+	}
+	for _, l := range c.tables {
+		b.WriteString("\n" + l + "\n")
 	}
 	fmt.Fprintf(&b, "\n[[site]]\ncert = %q\nkey = %q\n", f.cert, f.key)
 	if err := os.WriteFile(f.config, []byte(b.String()), 0o600); err != nil {
