@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -118,8 +120,11 @@ func Open(path string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// openBolt is bolt.Open, with a panic on a mangled file turned into ErrCorrupt.
+// openBolt is bolt.Open, with a panic on a mangled file turned into ErrCorrupt. bbolt reads the file through
+// a memory mapping: a file shorter than its pages (a truncated copy) faults (SIGBUS) when bbolt reads past its
+// end, which would kill the process with a stack dump; SetPanicOnFault makes it a panic like the others.
 func openBolt(path string, o *bolt.Options) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			db, err = nil, fmt.Errorf("%w: %v", ErrCorrupt, r)
@@ -141,8 +146,12 @@ func openError(path string, err error) error {
 	return fmt.Errorf("%w: %s: %v (run with --reset-cache to move it aside and start with an empty cache)", ErrCorrupt, path, err)
 }
 
-// explain adds the path and the remedy to an error from the opening transaction.
+// explain adds the path and the remedy to an error from the opening transaction, unless it has them already
+// (a panic that recoverCorrupt turned into ErrCorrupt).
 func (s *Store) explain(err error) error {
+	if strings.Contains(err.Error(), s.path) {
+		return err
+	}
 	if errors.Is(err, ErrCorrupt) {
 		return fmt.Errorf("%s: %w (run with --reset-cache to move it aside and start with an empty cache)", s.path, err)
 	}
@@ -202,8 +211,10 @@ func (s *Store) Check() error {
 	})
 }
 
-// view runs fn in a read transaction. bbolt panics on some corrupt pages; that panic becomes ErrCorrupt.
+// view runs fn in a read transaction. bbolt panics on some corrupt pages, and faults on a mapping read past
+// the end of a truncated file (see openBolt); either becomes ErrCorrupt.
 func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
 	return s.mapClosed(s.db.View(fn))
 }
@@ -213,18 +224,24 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 	if s.readOnly {
 		return ErrReadOnly
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
 	return s.mapClosed(s.db.Update(fn))
 }
 
 // batch is update through bbolt's Batch, which coalesces concurrent writers into one commit. fn may run more
-// than once and must be idempotent.
+// than once and must be idempotent. bbolt may run it on a goroutine of its own, which recovers its panics and
+// runs it again alone on the caller's: both turn faults into panics.
 func (s *Store) batch(fn func(tx *bolt.Tx) error) (err error) {
 	if s.readOnly {
 		return ErrReadOnly
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
-	return s.mapClosed(s.db.Batch(fn))
+	return s.mapClosed(s.db.Batch(func(tx *bolt.Tx) error {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		return fn(tx)
+	}))
 }
 
 func (s *Store) recoverCorrupt(err *error) {
