@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -149,6 +150,11 @@ func openError(path string, err error) error {
 // explain adds the path and the remedy to an error from the opening transaction, unless it has them already
 // (a panic that recoverCorrupt turned into ErrCorrupt).
 func (s *Store) explain(err error) error {
+	if errors.Is(err, syscall.EFBIG) {
+		// bbolt wrote a page where a mangled page id put it: beyond the largest file there can be.
+		return fmt.Errorf("%w: %s: a page id past any file size (%v) (run with --reset-cache to move it aside and start with an empty cache)",
+			ErrCorrupt, s.path, syscall.EFBIG)
+	}
 	if strings.Contains(err.Error(), s.path) {
 		return err
 	}
