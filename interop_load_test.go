@@ -406,7 +406,7 @@ func TestInteropFlappingResponder(t *testing.T) {
 			method, url = http.MethodPut, faultURL+"/all"
 		}
 		req, _ := http.NewRequest(method, url, strings.NewReader(body))
-		res, err := http.DefaultClient.Do(req)
+		res, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 		if err != nil {
 			t.Fatalf("fault API %s %s: %v", method, body, err)
 		}
