@@ -150,10 +150,9 @@ func openError(path string, err error) error {
 // explain adds the path and the remedy to an error from the opening transaction, unless it has them already
 // (a panic that recoverCorrupt turned into ErrCorrupt).
 func (s *Store) explain(err error) error {
-	if errors.Is(err, syscall.EFBIG) {
-		// bbolt wrote a page where a mangled page id put it: beyond the largest file there can be.
-		return fmt.Errorf("%w: %s: a page id past any file size (%v) (run with --reset-cache to move it aside and start with an empty cache)",
-			ErrCorrupt, s.path, syscall.EFBIG)
+	if offsetPastAnyFile(err) {
+		return fmt.Errorf("%w: %s: a page id past any file size (run with --reset-cache to move it aside and start with an empty cache)",
+			ErrCorrupt, s.path)
 	}
 	if strings.Contains(err.Error(), s.path) {
 		return err
@@ -162,6 +161,18 @@ func (s *Store) explain(err error) error {
 		return fmt.Errorf("%s: %w (run with --reset-cache to move it aside and start with an empty cache)", s.path, err)
 	}
 	return fmt.Errorf("%s: %w", s.path, err)
+}
+
+// offsetPastAnyFile reports a write that bbolt made where a mangled page id put a page: past the largest file
+// there can be (EFBIG), or at an offset that overflowed, which os refuses before any system call (the one
+// error of a write at an offset that is not an errno).
+func offsetPastAnyFile(err error) bool {
+	if errors.Is(err, syscall.EFBIG) {
+		return true
+	}
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) && pe.Op == "writeat" && !errors.As(pe.Err, &errno) && !errors.Is(pe.Err, fs.ErrClosed)
 }
 
 // Reset moves the file at path aside, to path.reset-<UTC time> (never deleting anything), so that the next
