@@ -73,7 +73,8 @@ type Store struct {
 //
 // Errors: ErrLocked when another process holds the file past LockTimeout; ErrCorrupt when it is not a readable
 // staple cache (Reset moves it aside); ErrNewerSchema when a newer staple wrote it; ErrOldSchema for a
-// read-only open of a file that needs migrating; fs.ErrNotExist for a read-only open of a missing file.
+// read-only open of a file that needs migrating; fs.ErrNotExist for a read-only open of a missing file, or of
+// an empty one (a read-write open makes a new cache in it).
 func Open(path string, o Options) (*Store, error) {
 	s := &Store{path: path, readOnly: o.ReadOnly, now: o.Now}
 	if s.now == nil {
@@ -93,6 +94,10 @@ func Open(path string, o Options) (*Store, error) {
 			return nil, err
 		}
 		s.resetTo = to
+	}
+	if st, err := os.Stat(path); o.ReadOnly && err == nil && st.Size() == 0 {
+		// bbolt would try to write a new database in it, through a descriptor opened for reading.
+		return nil, fmt.Errorf("cache: %s is empty (no staple has written it yet): %w", path, fs.ErrNotExist)
 	}
 	timeout := o.LockTimeout
 	if timeout <= 0 {
