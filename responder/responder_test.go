@@ -123,7 +123,8 @@ func TestGETPathPrefixBound(t *testing.T) {
 	}
 	slashes := "/" + strings.Repeat("A/", 7000)
 	allocs := testing.AllocsPerRun(3, func() { requestFromPath(slashes) })
-	if max := float64(4 * (maxPathPrefixSegments + 1)); allocs > max {
+	// A few per try (more under -race); one try per '/' would be some 14,000.
+	if max := float64(10 * (maxPathPrefixSegments + 1)); allocs > max {
 		t.Errorf("a path of 7,000 '/' made %v allocations, want at most %v: every '/' was tried", allocs, max)
 	}
 }
