@@ -126,7 +126,8 @@ func initialize(tx *bolt.Tx, steps []migration, now time.Time) error {
 	}
 	for _, name := range allBuckets {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return err
+			// bbolt's ErrIncompatibleValue: the name is a plain key, which staple never writes.
+			return fmt.Errorf("%w: bucket %s: %v", ErrCorrupt, name, err)
 		}
 	}
 	return nil

@@ -6,6 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -70,7 +73,8 @@ type Store struct {
 //
 // Errors: ErrLocked when another process holds the file past LockTimeout; ErrCorrupt when it is not a readable
 // staple cache (Reset moves it aside); ErrNewerSchema when a newer staple wrote it; ErrOldSchema for a
-// read-only open of a file that needs migrating; fs.ErrNotExist for a read-only open of a missing file.
+// read-only open of a file that needs migrating; fs.ErrNotExist for a read-only open of a missing file, or of
+// an empty one (a read-write open makes a new cache in it).
 func Open(path string, o Options) (*Store, error) {
 	s := &Store{path: path, readOnly: o.ReadOnly, now: o.Now}
 	if s.now == nil {
@@ -90,6 +94,10 @@ func Open(path string, o Options) (*Store, error) {
 			return nil, err
 		}
 		s.resetTo = to
+	}
+	if st, err := os.Stat(path); o.ReadOnly && err == nil && st.Size() == 0 {
+		// bbolt would try to write a new database in it, through a descriptor opened for reading.
+		return nil, fmt.Errorf("cache: %s is empty (no staple has written it yet): %w", path, fs.ErrNotExist)
 	}
 	timeout := o.LockTimeout
 	if timeout <= 0 {
@@ -118,8 +126,11 @@ func Open(path string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// openBolt is bolt.Open, with a panic on a mangled file turned into ErrCorrupt.
+// openBolt is bolt.Open, with a panic on a mangled file turned into ErrCorrupt. bbolt reads the file through
+// a memory mapping: a file shorter than its pages (a truncated copy) faults (SIGBUS) when bbolt reads past its
+// end, which would kill the process with a stack dump; SetPanicOnFault makes it a panic like the others.
 func openBolt(path string, o *bolt.Options) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			db, err = nil, fmt.Errorf("%w: %v", ErrCorrupt, r)
@@ -141,12 +152,32 @@ func openError(path string, err error) error {
 	return fmt.Errorf("%w: %s: %v (run with --reset-cache to move it aside and start with an empty cache)", ErrCorrupt, path, err)
 }
 
-// explain adds the path and the remedy to an error from the opening transaction.
+// explain adds the path and the remedy to an error from the opening transaction, unless it has them already
+// (a panic that recoverCorrupt turned into ErrCorrupt).
 func (s *Store) explain(err error) error {
+	if offsetPastAnyFile(err) {
+		return fmt.Errorf("%w: %s: a page id past any file size (run with --reset-cache to move it aside and start with an empty cache)",
+			ErrCorrupt, s.path)
+	}
+	if strings.Contains(err.Error(), s.path) {
+		return err
+	}
 	if errors.Is(err, ErrCorrupt) {
 		return fmt.Errorf("%s: %w (run with --reset-cache to move it aside and start with an empty cache)", s.path, err)
 	}
 	return fmt.Errorf("%s: %w", s.path, err)
+}
+
+// offsetPastAnyFile reports a write that bbolt made where a mangled page id put a page: past the largest file
+// there can be (EFBIG), or at an offset that overflowed, which os refuses before any system call (the one
+// error of a write at an offset that is not an errno).
+func offsetPastAnyFile(err error) bool {
+	if errors.Is(err, syscall.EFBIG) {
+		return true
+	}
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) && pe.Op == "writeat" && !errors.As(pe.Err, &errno) && !errors.Is(pe.Err, fs.ErrClosed)
 }
 
 // Reset moves the file at path aside, to path.reset-<UTC time> (never deleting anything), so that the next
@@ -202,8 +233,10 @@ func (s *Store) Check() error {
 	})
 }
 
-// view runs fn in a read transaction. bbolt panics on some corrupt pages; that panic becomes ErrCorrupt.
+// view runs fn in a read transaction. bbolt panics on some corrupt pages, and faults on a mapping read past
+// the end of a truncated file (see openBolt); either becomes ErrCorrupt.
 func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
 	return s.mapClosed(s.db.View(fn))
 }
@@ -213,18 +246,24 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 	if s.readOnly {
 		return ErrReadOnly
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
 	return s.mapClosed(s.db.Update(fn))
 }
 
 // batch is update through bbolt's Batch, which coalesces concurrent writers into one commit. fn may run more
-// than once and must be idempotent.
+// than once and must be idempotent. bbolt may run it on a goroutine of its own, which recovers its panics and
+// runs it again alone on the caller's: both turn faults into panics.
 func (s *Store) batch(fn func(tx *bolt.Tx) error) (err error) {
 	if s.readOnly {
 		return ErrReadOnly
 	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
-	return s.mapClosed(s.db.Batch(fn))
+	return s.mapClosed(s.db.Batch(func(tx *bolt.Tx) error {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		return fn(tx)
+	}))
 }
 
 func (s *Store) recoverCorrupt(err *error) {

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -574,4 +575,21 @@ func TestClosedStore(t *testing.T) {
 	if err := s.PutResponse(testKey("ca", 1), testResponse(t0, 4)); !errors.Is(err, ErrClosed) {
 		t.Errorf("PutResponse after Close: %v, want ErrClosed", err)
 	}
+}
+
+// TestOpenReadOnlyEmptyFile: an empty file (created, never written) is no cache yet for the CLI, not bbolt's
+// "bad file descriptor" from trying to write a new database through a read-only descriptor.
+func TestOpenReadOnlyEmptyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Errorf("read-only Open of an empty file: %v, want fs.ErrNotExist naming it", err)
+	}
+	st, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("read-write Open of an empty file: %v", err)
+	}
+	st.Close()
 }

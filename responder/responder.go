@@ -341,16 +341,21 @@ func (rs *Responder) readBody(w http.ResponseWriter, r *http.Request) ([]byte, e
 	return io.ReadAll(body)
 }
 
+// maxPathPrefixSegments bounds the path segments before the request that requestFromPath looks past. Each
+// try decodes the rest of the path, so without a bound a path of thousands of '/' costs quadratic time (150 ms
+// of CPU for 14 KB); AIA URLs have a handful of segments at most.
+const maxPathPrefixSegments = 8
+
 // requestFromPath finds the OCSP request in a GET path. The base64 may contain raw '/', so a request under a
 // path prefix cannot be told apart by splitting: each suffix after a '/' is tried, longest first, and the
-// first that decodes and parses wins.
+// first that decodes and parses wins, up to maxPathPrefixSegments segments in.
 func requestFromPath(escaped string) (*Request, error) {
 	p := strings.TrimLeft(escaped, "/")
 	if p == "" {
 		return nil, errors.Join(ErrMalformedRequest, errors.New("GET without a request in the path"))
 	}
 	var firstErr error
-	for {
+	for range maxPathPrefixSegments + 1 {
 		req, err := decodeGETRequest(p)
 		if err == nil {
 			return req, nil
@@ -360,10 +365,11 @@ func requestFromPath(escaped string) (*Request, error) {
 		}
 		i := strings.IndexByte(p, '/')
 		if i < 0 {
-			return nil, firstErr
+			break
 		}
 		p = p[i+1:]
 	}
+	return nil, firstErr
 }
 
 func decodeGETRequest(p string) (*Request, error) {

@@ -105,6 +105,30 @@ func TestGETForms(t *testing.T) {
 	}
 }
 
+// TestGETPathPrefixBound: a request is found under up to maxPathPrefixSegments path segments, and a path of
+// thousands of '/' is refused after as many tries, not after one try per '/'.
+func TestGETPathPrefixBound(t *testing.T) {
+	der, b64 := requestWith(t) // its base64 holds raw '/', which must not count against the bound
+	want, err := ParseRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deep := "/" + strings.Repeat("p/", maxPathPrefixSegments) + b64
+	if req, err := requestFromPath(deep); err != nil || req.CertIDs[0].Serial.Cmp(want.CertIDs[0].Serial) != 0 {
+		t.Errorf("a request under %d segments: %v", maxPathPrefixSegments, err)
+	}
+	tooDeep := "/" + strings.Repeat("p/", maxPathPrefixSegments+1) + b64
+	if _, err := requestFromPath(tooDeep); !errors.Is(err, ErrMalformedRequest) {
+		t.Errorf("a request under %d segments: %v, want ErrMalformedRequest", maxPathPrefixSegments+1, err)
+	}
+	slashes := "/" + strings.Repeat("A/", 7000)
+	allocs := testing.AllocsPerRun(3, func() { requestFromPath(slashes) })
+	// A few per try (more under -race); one try per '/' would be some 14,000.
+	if max := float64(10 * (maxPathPrefixSegments + 1)); allocs > max {
+		t.Errorf("a path of 7,000 '/' made %v allocations, want at most %v: every '/' was tried", allocs, max)
+	}
+}
+
 // mustURL parses a request target as the server does, keeping the raw escapes.
 func mustURL(t *testing.T, target string) *url.URL {
 	t.Helper()

@@ -105,9 +105,22 @@ func TestLoadConfigMissingFile(t *testing.T) {
 
 // FuzzParseConfig: no input may panic the parser, and an accepted configuration is internally consistent.
 func FuzzParseConfig(f *testing.F) {
-	if b, err := os.ReadFile(filepath.Join("testdata", "full.toml")); err == nil {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.toml"))
+	if len(files) == 0 {
+		f.Fatal("no configuration under testdata to seed from")
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
 		f.Add(b)
 	}
+	// The configurations the end-to-end tests write: a lab site, the embedded default on other ports, the
+	// load test's limits.
+	f.Add([]byte("data_dir = \"/d\"\nlisten = \"127.0.0.1:1\"\nlog_format = \"json\"\ndrain_timeout = \"5s\"\n\n[fetch]\nsweep = \"@every 1s\"\n\n[[site]]\ncert = \"s.pem\"\nkey = \"s.key\"\n"))
+	f.Add([]byte("listen = \"127.0.0.1:1\"\nlab_responder_url = \"http://127.0.0.1:2\"\nlog_level = \"debug\"\n\n[tickets]\nrotate = \"@every 2s\"\n"))
+	f.Add([]byte("max_connections = 2000\nhandshake_timeout = \"90s\"\nmetrics_listen = \"127.0.0.1:3\"\n[fetch]\ntimeout = \"2s\"\nconnect_timeout = \"1s\"\n[[site]]\ncert = \"a\"\n"))
 	f.Add([]byte("[[site]]\ncert = \"a\"\n[[export]]\npath=\"{cert}\"\n"))
 	f.Add([]byte("[fetch.overrides]\n\"http://a\" = \"\"\n"))
 	f.Fuzz(func(t *testing.T, doc []byte) {

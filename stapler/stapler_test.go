@@ -208,6 +208,73 @@ func TestWarmStartFetchesMissing(t *testing.T) {
 	})
 }
 
+// TestWarmStartVerifiesStored: a stored response that no longer verifies (a flipped bit: the file has no
+// checksums), or whose record disagrees with it, is not served at start, and is fetched anew; an intact one
+// is served at once with no fetch.
+func TestWarmStartVerifiesStored(t *testing.T) {
+	ca := testpki.NewRoot(t, "verify stored CA", testpki.ECDSAP256)
+	tests := []struct {
+		name    string
+		corrupt func(r *cache.Response)
+		served  bool
+	}{
+		{"intact", func(*cache.Response) {}, true},
+		{"a bit of the signature flipped", func(r *cache.Response) { r.Raw[len(r.Raw)-3] ^= 0x01 }, false},
+		{"the record says revoked, the response good", func(r *cache.Response) { r.Status = ocspfetch.Revoked }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := tempStorePath(t)
+			synctest.Test(t, func(t *testing.T) {
+				chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+				fake := newFakeResponder(t, ca, 4*day)
+				store := openStore(t, path)
+				s, _ := New(Config{Fetcher: fake, Storage: store})
+				s.Start()
+				key, _ := s.Watch(chain)
+				synctest.Wait()
+				s.Close(context.Background())
+				r, err := store.Response(key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.corrupt(&r)
+				store.DeleteResponse(key)
+				if err := store.PutResponse(key, r); err != nil {
+					t.Fatal(err)
+				}
+				fake.setDown(outage)
+				before := len(fake.log())
+
+				s2 := mustNew(t, Config{Fetcher: fake, Storage: store})
+				if err := s2.Start(); err != nil {
+					t.Fatal(err)
+				}
+				got := s2.Staple(key)
+				if served := bytes.Equal(got, r.Raw); served != tt.served || (!tt.served && got != nil) {
+					t.Fatalf("at start: staple of %d bytes, served the stored one: %v, want %v", len(got), served, tt.served)
+				}
+				synctest.Wait() // the fetch at start, if any, fails: the responder is down
+				if got := s2.Staple(key); !tt.served && got != nil {
+					t.Fatal("a response that does not verify is served while the responder is down")
+				}
+				fake.setDown(nil)
+				time.Sleep(2 * time.Minute) // past the first retry
+				synctest.Wait()
+				fetches := len(fake.log()) - before
+				if tt.served && fetches != 0 || !tt.served && fetches < 2 {
+					t.Errorf("%d fetches after the start", fetches)
+				}
+				if got := s2.Staple(key); got == nil {
+					t.Error("no staple after the warm start")
+				} else if _, err := ocspfetch.Verify(got, chain.Leaf, chain.Issuer, time.Now(), ocspfetch.VerifyOptions{}); err != nil {
+					t.Errorf("the staple served does not verify: %v", err)
+				}
+			})
+		})
+	}
+}
+
 // TestPerHostLimit watches 1,000 certificates behind one responder and checks that no more than MaxPerHost
 // requests are ever in flight to it, and that all are fetched.
 func TestPerHostLimit(t *testing.T) {
