@@ -115,6 +115,9 @@ func FuzzOpenFile(f *testing.F) {
 		f.Fatal(err)
 	}
 	for i, e := range records {
+		if e.IsDir() {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join("testdata", "records", e.Name()))
 		if err != nil {
 			f.Fatal(err)

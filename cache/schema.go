@@ -20,12 +20,18 @@ package cache
 // Every record starts with a version byte. A decoder reads every version up to its own and refuses a newer one
 // with ErrNewerRecord; a change of layout bumps the record version, and a change of buckets bumps
 // SchemaVersion and adds a migration step.
+//
+// Record version 2 is version 1's layout followed by a CRC-32C (Castagnoli), big-endian, of every byte before
+// it: bbolt checksums nothing, and a flipped bit in a stored response would otherwise be stapled until the
+// next refresh. A record whose checksum does not match is ErrCorruptRecord, skipped like any record that does
+// not decode. Version 1 records, without the trailer, are still read.
 
 import (
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -39,7 +45,31 @@ import (
 const SchemaVersion = 1
 
 // recordVersion is the version byte this build writes at the start of every record.
-const recordVersion = 1
+const recordVersion = 2
+
+// sealedVersion is the first record version with a checksum trailer.
+const sealedVersion = 2
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// seal appends the checksum trailer to a record.
+func seal(b []byte) []byte { return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)) }
+
+// newDecoder returns a decoder for record b: for a sealed record, the record without its trailer once the
+// checksum matches, else a decoder that has failed.
+func newDecoder(b []byte) decoder {
+	if len(b) == 0 || b[0] < sealedVersion || b[0] > recordVersion {
+		return decoder{b: b} // version 1, or a version() error to come
+	}
+	if len(b) < 5 {
+		return decoder{err: fmt.Errorf("%w: a record of %d bytes cannot hold its checksum", ErrCorruptRecord, len(b))}
+	}
+	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return decoder{err: fmt.Errorf("%w: checksum mismatch (the file was changed on disk)", ErrCorruptRecord)}
+	}
+	return decoder{b: body}
+}
 
 var (
 	bucketMeta       = []byte("meta")
@@ -209,7 +239,7 @@ func keyFromDisk(b []byte) (certs.Key, error) {
 	return k, nil
 }
 
-// Response records (version 1):
+// Response records (version 1; version 2 adds the checksum trailer):
 //
 //	u8 version | u8 status | u8 flags (bit 0: has reason) | uvarint reason
 //	time producedAt | time thisUpdate | time nextUpdate | time expires | time refreshAt | time revokedAt
@@ -224,11 +254,11 @@ func encodeResponse(r Response) []byte {
 	b = encodeBytes(b, []byte(r.URL))
 	b = encodeBytes(b, []byte(r.ETag))
 	b = encodeBytes(b, []byte(r.LastModified))
-	return encodeBytes(b, r.Raw)
+	return seal(encodeBytes(b, r.Raw))
 }
 
 func decodeResponse(b []byte) (Response, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.version()
 	var r Response
 	status := d.byte()
@@ -255,7 +285,7 @@ func decodeResponse(b []byte) (Response, error) {
 	return r, d.end()
 }
 
-// Certificate records (version 1):
+// Certificate records (version 1; version 2 adds the checksum trailer):
 //
 //	u8 version | u8 flags (bit 0: Must-Staple) | time added | bytes leaf | bytes issuer
 //	uvarint count | string url...
@@ -269,11 +299,11 @@ func encodeCert(c Cert) []byte {
 	for _, u := range c.URLs {
 		b = encodeBytes(b, []byte(u))
 	}
-	return b
+	return seal(b)
 }
 
 func decodeCert(b []byte) (Cert, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.version()
 	var c Cert
 	flags := d.byte()
@@ -296,7 +326,7 @@ func decodeCert(b []byte) (Cert, error) {
 	return c, d.end()
 }
 
-// History records (version 1):
+// History records (version 1; version 2 adds the checksum trailer):
 //
 //	u8 version | uvarint count (≤ MaxHistory) | count × (time at | u8 status | string reason | string error
 //	| string url | varint latency in nanoseconds)
@@ -311,11 +341,11 @@ func encodeHistory(h []Attempt) []byte {
 		b = encodeBytes(b, []byte(a.URL))
 		b = binary.AppendVarint(b, int64(a.Latency))
 	}
-	return b
+	return seal(b)
 }
 
 func decodeHistory(b []byte) ([]Attempt, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.version()
 	n := d.uvarint(MaxHistory)
 	h := make([]Attempt, 0, n)
@@ -336,32 +366,32 @@ func decodeHistory(b []byte) ([]Attempt, error) {
 	return h, d.end()
 }
 
-// Session records (version 1): u8 version | time expires | bytes data.
+// Session records (version 1; version 2 adds the checksum trailer): u8 version | time expires | bytes data.
 func encodeSession(data []byte, expires time.Time) []byte {
 	b := make([]byte, 0, len(data)+24)
 	b = append(b, recordVersion)
 	b = encodeTime(b, expires)
-	return encodeBytes(b, data)
+	return seal(encodeBytes(b, data))
 }
 
 func decodeSession(b []byte) (data []byte, expires time.Time, err error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.version()
 	expires = d.time()
 	data = d.bytes(MaxSessionSize)
 	return data, expires, d.end()
 }
 
-// Ticket key records (version 1): u8 version | time rotated | bytes current | bytes previous.
+// Ticket key records (version 1; version 2 adds the checksum trailer): u8 version | time rotated | bytes current | bytes previous.
 func encodeTicketKeys(k TicketKeys) []byte {
 	b := []byte{recordVersion}
 	b = encodeTime(b, k.Rotated)
 	b = encodeBytes(b, k.Current)
-	return encodeBytes(b, k.Previous)
+	return seal(encodeBytes(b, k.Previous))
 }
 
 func decodeTicketKeys(b []byte) (TicketKeys, error) {
-	d := decoder{b: b}
+	d := newDecoder(b)
 	d.version()
 	var k TicketKeys
 	k.Rotated = d.time()

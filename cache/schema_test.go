@@ -68,6 +68,44 @@ func TestGoldenRecords(t *testing.T) {
 	}
 }
 
+// TestLegacyRecords decodes the records an earlier staple wrote (version 1, no checksum, under
+// testdata/records/v1) to the same values as the current ones.
+func TestLegacyRecords(t *testing.T) {
+	for name := range goldenRecords() {
+		t.Run(name, func(t *testing.T) {
+			old, err := os.ReadFile(filepath.Join("testdata", "records", "v1", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur, _ := os.ReadFile(filepath.Join("testdata", "records", name))
+			a, err := decodeAny(name, old)
+			if err != nil {
+				t.Fatalf("a version 1 record does not decode: %v", err)
+			}
+			b, _ := decodeAny(name, cur)
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("version 1 decodes to %+v, version 2 to %+v", a, b)
+			}
+		})
+	}
+}
+
+// TestRecordChecksum flips every bit of every golden record, one at a time: each flip is refused as a
+// corrupt record, none decodes to another value.
+func TestRecordChecksum(t *testing.T) {
+	for name, enc := range goldenRecords() {
+		for i := 1; i < len(enc); i++ { // byte 0 is the version: flipping it is a different error
+			for bit := range 8 {
+				b := bytes.Clone(enc)
+				b[i] ^= 1 << bit
+				if v, err := decodeAny(name, b); !errors.Is(err, ErrCorruptRecord) {
+					t.Fatalf("%s: bit %d of byte %d flipped: %v, %+v; want ErrCorruptRecord", name, bit, i, err, v)
+				}
+			}
+		}
+	}
+}
+
 // decodeAny decodes a record by the kind its file name starts with.
 func decodeAny(name string, b []byte) (any, error) {
 	switch {
@@ -158,11 +196,16 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Fatal(err)
 	}
 	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("testdata", "records", e.Name()))
-		if err != nil {
-			f.Fatal(err)
+		if e.IsDir() {
+			continue
 		}
-		f.Add(b)
+		for _, dir := range []string{"", "v1"} {
+			b, err := os.ReadFile(filepath.Join("testdata", "records", dir, e.Name()))
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := decodeResponse(b); err == nil {

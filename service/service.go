@@ -350,7 +350,6 @@ func (s *Service) staplerConfig() stapler.Config {
 		Role:            s.role(),
 		SelfFetchMargin: s.cfg.Fleet.selfFetchMargin(),
 		Policy:          ocspfetch.Policy{Margin: f.Margin.Duration, NoNextUpdateTTL: f.NoNextUpdateTTL.Duration},
-		Verify:          client.Verify,
 		Sweep:           f.Sweep,
 		MaxPerHost:      f.PerHost,
 		MaxInFlight:     f.Concurrency,

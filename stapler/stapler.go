@@ -72,12 +72,6 @@ type Config struct {
 	Storage Storage
 	// Policy decides when to refresh and how to back off (ocspfetch.Policy's defaults when zero).
 	Policy ocspfetch.Policy
-	// Verify is what Start verifies each stored response with again before serving it (the cache file has
-	// no checksums: a flipped bit would be stapled until the next refresh), against its stored certificate;
-	// set it to the options the Fetcher verifies with. The zero value is staple's policy, with Policy's TTL
-	// for responses without nextUpdate. A response stored without its certificate (an import) is not
-	// verified again.
-	Verify ocspfetch.VerifyOptions
 	// Sweep is the cron spec of the scheduler's sweep, which starts the fetches that have come due (an
 	// optional seconds field is accepted, and descriptors like "@every 30s"). Empty means DefaultSweep.
 	Sweep string

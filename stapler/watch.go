@@ -280,35 +280,6 @@ func (s *Stapler) Refresh(ctx context.Context, key certs.Key) (Info, error) {
 	return info, nil
 }
 
-// verifyStored verifies a stored response again, against its stored certificate, and checks that the record
-// says what the response says.
-func (s *Stapler) verifyStored(c cache.Cert, r cache.Response, now time.Time, vc *ocspfetch.VerifyCache) error {
-	leaf, err := x509.ParseCertificate(c.Leaf)
-	var issuer *x509.Certificate
-	if err == nil {
-		issuer, err = x509.ParseCertificate(c.Issuer)
-	}
-	if err != nil {
-		return fmt.Errorf("stapler: stored certificate: %w", err)
-	}
-	opts := s.cfg.Verify
-	if opts.NoNextUpdateTTL == 0 {
-		opts.NoNextUpdateTTL = s.cfg.Policy.TTL()
-	}
-	if opts.Cache == nil {
-		opts.Cache = vc
-	}
-	v, err := ocspfetch.Verify(r.Raw, leaf, issuer, now, opts)
-	if err != nil {
-		return err
-	}
-	if v.Status != r.Status || !v.ThisUpdate.Equal(r.ThisUpdate) || !v.NextUpdate.Equal(r.NextUpdate) {
-		return fmt.Errorf("stapler: the stored record (%v, thisUpdate %v) disagrees with its response (%v, thisUpdate %v)",
-			r.Status, r.ThisUpdate, v.Status, v.ThisUpdate)
-	}
-	return nil
-}
-
 // warmStart loads the storage: watched certificates become entries, and every stored response that may be
 // stapled now goes into the index in one pass.
 func (s *Stapler) warmStart() error {
@@ -318,8 +289,6 @@ func (s *Stapler) warmStart() error {
 	}
 	now := s.now()
 	loaded := map[certs.Key]*entry{}
-	stored := map[certs.Key]cache.Cert{}
-	var vc ocspfetch.VerifyCache // the responders' certificates, parsed once for every stored response
 	bad := 0
 	err := st.Certs(func(key certs.Key, c cache.Cert, err error) error {
 		if err != nil {
@@ -328,7 +297,6 @@ func (s *Stapler) warmStart() error {
 			return nil
 		}
 		loaded[key] = &entry{key: key, urls: c.URLs, host: responderHost(c.URLs), mustStaple: c.MustStaple, hasCert: true}
-		stored[key] = c
 		return nil
 	})
 	if err != nil {
@@ -339,13 +307,6 @@ func (s *Stapler) warmStart() error {
 			bad++
 			s.log.Error().Err(err).Msg("stored response skipped")
 			return nil
-		}
-		if c, ok := stored[key]; ok && r.ValidAt(now) {
-			if err := s.verifyStored(c, r, now, &vc); err != nil {
-				bad++
-				s.log.Error().Err(err).Str("key", key.String()).Msg("stored response does not verify: skipped, fetching anew")
-				return nil
-			}
 		}
 		e := loaded[key]
 		if e == nil {
