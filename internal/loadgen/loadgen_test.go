@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"testing"
@@ -30,18 +31,24 @@ func TestRunCountsHandshakesAndStaples(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+			// The server keeps the connection until the client closes it, as a web server waiting for a
+			// request does: a TLS 1.3 client must not wait for the close to get its ticket.
+			go func() { c.(*tls.Conn).Handshake(); io.Copy(io.Discard, c); c.Close() }()
 		}
 	}()
 	for _, tt := range []struct {
 		name    string
 		version uint16
 		resume  bool
-	}{{"tls13 full", tls.VersionTLS13, false}, {"tls12 full", tls.VersionTLS12, false}, {"tls12 resumed", tls.VersionTLS12, true}} {
+	}{
+		{"tls13 full", tls.VersionTLS13, false}, {"tls12 full", tls.VersionTLS12, false},
+		{"tls12 resumed", tls.VersionTLS12, true}, {"tls13 resumed", tls.VersionTLS13, true},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
 			bad := errors.New("bad")
 			res, err := Run(context.Background(), Options{Addr: ln.Addr().String(), ServerName: "a.test", Version: tt.version,
-				Workers: 2, Count: 20, Resume: tt.resume, RootCAs: root.Pool(),
+				Workers: 2, Count: 20, Resume: tt.resume, RootCAs: root.Pool(), CurvePreferences: []tls.CurveID{tls.X25519},
+				TicketWait: 5 * time.Second,
 				Staple: func(der []byte, cs tls.ConnectionState) error {
 					if len(der) == 0 {
 						return bad
@@ -56,6 +63,9 @@ func TestRunCountsHandshakesAndStaples(t *testing.T) {
 			}
 			if tt.resume && res.Resumed < 18 { // the first handshake of each worker is full
 				t.Errorf("resumed %d of 20", res.Resumed)
+			}
+			if res.P99 >= 5*time.Second {
+				t.Errorf("p99 %v: a handshake waited out TicketWait instead of ending at its ticket", res.P99)
 			}
 			if res.P50 <= 0 || res.P99 < res.P50 || res.Rate() <= 0 {
 				t.Errorf("latencies %v %v rate %v", res.P50, res.P99, res.Rate())
