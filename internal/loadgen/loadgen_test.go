@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -109,6 +110,38 @@ func TestParseStat(t *testing.T) {
 	for _, bad := range []string{"", "1 (x) S 1", "1 (x) S 1 2 3 4 5 6 7 8 9 10 a b"} {
 		if _, err := parseStat([]byte(bad)); err == nil {
 			t.Errorf("parseStat(%q): want an error", bad)
+		}
+	}
+}
+
+// A run that ends while its workers are busy counts no error for the dials its deadline cut short. With one
+// P the context's timer goroutine waits for the busy worker's time slice, as in a benchmark pinned to a CPU.
+func TestRunEndsWithoutErrorsAtItsDeadline(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	root := testpki.NewRoot(t, "Root", testpki.ECDSAP256)
+	now := time.Now()
+	leaf := root.Issue(t, testpki.LeafOptions{DNSNames: []string{"a.test"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{leaf.TLSCertificate()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	for range 5 {
+		res, err := Run(context.Background(), Options{Addr: ln.Addr().String(), Workers: 1, Duration: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Errors != 0 || res.Handshakes == 0 {
+			t.Fatalf("result %+v", res)
 		}
 	}
 }
