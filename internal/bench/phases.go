@@ -254,7 +254,8 @@ func (r *Run) Handshakes(ctx context.Context) error {
 		Title: "Full TLS handshakes (no resumption, the client asks for status)",
 		Note: fmt.Sprintf("Medians of %d interleaved runs of %v, %d concurrent clients (Go, internal/loadgen, X25519), "+
 			"every server pinned to one CPU (GOMAXPROCS=1 for Go), the client on the other. Server CPU is the server process's "+
-			"own user+system time from /proc; ratios are medians of per-round ratios of CPU per handshake.", r.Rounds, r.Load.Window, r.Load.Workers),
+			"own user+system time from /proc; ratios are medians of per-round ratios of CPU per handshake, the figure the goals "+
+			"are on. Handshakes per second are bounded by the one-CPU client wherever the server's CPU use is well below 100%%.", r.Rounds, r.Load.Window, r.Load.Workers),
 		Header: []string{"case", "server", "handshakes/s", "server CPU µs/handshake", "server CPU use", "CPU vs nginx", "CPU vs Go static"},
 	}
 	resumed := Table{
@@ -345,12 +346,13 @@ func (r *Run) Responders(ctx context.Context, serve *Proc, cachingAddr string) e
 		Title: "OCSP responders: GET on one pre-signed serial",
 		Note: fmt.Sprintf("Medians of %d interleaved runs of %v, %d concurrent connections from a raw HTTP/1.x client in Go, each "+
 			"responder pinned to one CPU. openssl ocsp answers one request per connection (HTTP/1.0), so the like-for-like "+
-			"comparison is on new connections; keep-alive is how staplers and caches talk to staple.", r.Rounds, r.Load.Window, r.HTTPWorkers),
-		Header: []string{"responder", "GET/s", "server CPU µs/GET", "server CPU use", "GET/s vs openssl"},
+			"comparison is on new connections; keep-alive is how staplers and caches talk to staple. A responder whose CPU use is "+
+			"well below 100%% was waiting for the one-CPU client: its CPU per GET says how far it would go.", r.Rounds, r.Load.Window, r.HTTPWorkers),
+		Header: []string{"responder", "GET/s", "server CPU µs/GET", "server CPU use", "GET/s vs openssl", "CPU/GET vs openssl"},
 	}
 	for _, s := range series {
 		t.Row(s.Name, fmtRate(Median(s.Rates())), fmtMicros(Median(s.CPUs())), fmtPercent(Median(s.Utils())),
-			fmtRatio(Median(RoundRatios(s.Rates(), ossls.Rates()))))
+			fmtRatio(Median(RoundRatios(s.Rates(), ossls.Rates()))), fmtRatio(Median(RoundRatios(s.CPUs(), ossls.CPUs()))))
 	}
 	r.Report.Add(t)
 	for _, s := range series[:len(series)-1] {

@@ -211,27 +211,30 @@ func BenchmarkResponder(b *testing.B) {
 	}
 }
 
-// BenchmarkSweep refreshes sweep certificates through the stapler (side=client) against the in-process
-// responder (side=responder), b.N sweeps.
+// BenchmarkSweep refreshes sweep certificates through the stapler (side=client), with a bbolt cache and in
+// memory, against the in-process responder (side=responder), b.N sweeps.
 func BenchmarkSweep(b *testing.B) {
 	n := 2000
 	l, _, _ := profLab(b, n)
 	r := &Run{Lab: l, Env: &Env{Dir: b.TempDir()}, Report: &Report{}}
-	dir, _ := os.MkdirTemp(b.TempDir(), "sweep")
-	s, err := r.newSweep(context.Background(), dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.close()
-	b.ResetTimer()
-	pprof.Do(context.Background(), pprof.Labels("side", "client"), func(ctx context.Context) {
-		for range b.N {
-			if _, err := s.refreshAll(ctx); err != nil {
+	for _, tc := range []struct{ name, dir string }{{"bbolt", b.TempDir()}, {"memory", ""}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := r.newSweep(context.Background(), tc.dir)
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "responses/s")
+			defer s.close()
+			b.ResetTimer()
+			pprof.Do(context.Background(), pprof.Labels("side", "client"), func(ctx context.Context) {
+				for range b.N {
+					if _, err := s.refreshAll(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "responses/s")
+		})
+	}
 }
 
 // BenchmarkServeWarmStart starts staple serve in process on a cache file holding its own entry and 20,000
