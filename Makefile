@@ -30,8 +30,33 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 
+# staple measured against nginx, Go's crypto/tls and openssl ocsp on this machine: writes BENCHMARKS.md and
+# prints its tables (internal/benchrun). It installs Debian's nginx (and, for the cgo builds, gcc and
+# libssl-dev) when missing. BENCHTIME=quick for a short try, BENCHTIME=5s for longer runs, BENCH_ROUNDS=N;
+# BENCH_BORING=0 and BENCH_OPENSSL=0 leave out the GOEXPERIMENT=boringcrypto and -tags openssl builds.
+BENCH_BORING  ?= 1
+BENCH_OPENSSL ?= 1
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	@mkdir -p bin && date +%s > bin/.bench-started
+	@set -e; need=""; \
+	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || need="$$need nginx"; \
+	command -v openssl >/dev/null 2>&1 || need="$$need openssl"; \
+	command -v taskset >/dev/null 2>&1 || need="$$need util-linux"; \
+	if [ "$(BENCH_BORING)$(BENCH_OPENSSL)" != 00 ]; then command -v gcc >/dev/null 2>&1 || need="$$need gcc libc6-dev"; fi; \
+	if [ "$(BENCH_OPENSSL)" != 0 ]; then test -f /usr/include/openssl/evp.h || need="$$need libssl-dev"; fi; \
+	if [ -n "$$need" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "bench: installing$$need"; \
+	  $$sudo apt-get install -y --no-install-recommends $$need || { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends $$need; }; \
+	fi
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+	$(GO) build -trimpath -o bin/bench-staticserver ./internal/bench/staticserver
+	$(GO) build -trimpath -o bin/benchrun ./internal/benchrun
+	@if [ "$(BENCH_BORING)" != 0 ]; then set -x; GOEXPERIMENT=boringcrypto CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/staple-boring .; fi
+	@if [ "$(BENCH_OPENSSL)" != 0 ]; then set -x; CGO_ENABLED=1 $(GO) build -trimpath -tags openssl -ldflags '$(LDFLAGS)' -o bin/staple-openssl .; fi
+	BENCHTIME='$(BENCHTIME)' BENCH_ROUNDS='$(BENCH_ROUNDS)' ./bin/benchrun -staple $(BIN) -static bin/bench-staticserver \
+	  $$([ "$(BENCH_BORING)" = 0 ] || echo -staple-boring bin/staple-boring) \
+	  $$([ "$(BENCH_OPENSSL)" = 0 ] || echo -staple-openssl bin/staple-openssl) -make-started $$(cat bin/.bench-started) -out BENCHMARKS.md
 
 # Each fuzz target in turn for FUZZTIME (make fuzz FUZZTIME=5m for a longer campaign).
 fuzz:

@@ -202,7 +202,7 @@ func (c *Chain) TLSCertificate() (tls.Certificate, error) {
 	if c.Key == nil {
 		return tls.Certificate{}, fmt.Errorf("certs: no private key loaded for %s", c.CertFile)
 	}
-	tc := tls.Certificate{PrivateKey: c.Key, Leaf: c.Leaf, Certificate: [][]byte{c.Leaf.Raw}}
+	tc := tls.Certificate{PrivateKey: servingKey(c.Key), Leaf: c.Leaf, Certificate: [][]byte{c.Leaf.Raw}}
 	for _, x := range c.Intermediates {
 		tc.Certificate = append(tc.Certificate, x.Raw)
 	}

@@ -24,8 +24,15 @@ type Options struct {
 	Duration time.Duration
 	Count    int64
 	// Resume makes each worker resume the session of its previous handshake (tickets), after a first
-	// full handshake per worker.
+	// full handshake per worker. With TLS 1.3 the ticket arrives after the handshake: the worker reads
+	// until the first ticket has been stored (at most TicketWait), then closes.
 	Resume bool
+	// TicketWait bounds the wait for a TLS 1.3 ticket after a handshake when Resume is set. Default 1 s.
+	TicketWait time.Duration
+	// CurvePreferences, if set, is the client's key exchange list (tls.Config.CurvePreferences). Go's
+	// default offers the post-quantum hybrid X25519MLKEM768 first, which a Go server takes and OpenSSL 3.0
+	// does not know: pinning X25519 makes every server do the same key exchange.
+	CurvePreferences []tls.CurveID
 	// RootCAs verifies the server; nil skips verification (a benchmark of the server, not of the client).
 	RootCAs *x509.CertPool
 	// Staple, when set, is called with each handshake's stapled response (nil when none) and may judge it:
@@ -66,11 +73,20 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if dialTimeout <= 0 {
 		dialTimeout = 10 * time.Second
 	}
+	ticketWait := o.TicketWait
+	if ticketWait <= 0 {
+		ticketWait = time.Second
+	}
 	if o.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Duration)
 		defer cancel()
 	}
+	// over reports the end of the run. The deadline is read off the clock too: the context learns of it
+	// from a timer goroutine that a busy worker can hold off for a scheduler slice (10 ms and more with
+	// GOMAXPROCS=1), during which every dial fails at once and would be counted as the server's error.
+	deadline, hasDeadline := ctx.Deadline()
+	over := func() bool { return ctx.Err() != nil || (hasDeadline && !time.Now().Before(deadline)) }
 	var (
 		res      Result
 		issued   atomic.Int64
@@ -91,19 +107,22 @@ func Run(ctx context.Context, o Options) (Result, error) {
 				InsecureSkipVerify: o.RootCAs == nil,
 				MinVersion:         o.Version,
 				MaxVersion:         o.Version,
+				CurvePreferences:   o.CurvePreferences,
 			}
+			var tickets *ticketCache
 			if o.Resume {
-				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+				tickets = &ticketCache{ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+				cfg.ClientSessionCache = tickets
 			}
 			local := make([]time.Duration, 0, 1024)
-			for ctx.Err() == nil {
+			for !over() {
 				if o.Count > 0 && issued.Add(1) > o.Count {
 					break
 				}
 				t0 := time.Now()
-				cs, err := handshake(ctx, o.Addr, cfg, dialTimeout)
+				cs, err := handshake(ctx, o.Addr, cfg, tickets, dialTimeout, ticketWait)
 				if err != nil {
-					if ctx.Err() != nil {
+					if over() {
 						break
 					}
 					counters[4].Add(1)
@@ -139,7 +158,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 }
 
 // handshake dials, completes one TLS handshake (asking for status: Go's client always does) and closes.
-func handshake(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration) (tls.ConnectionState, error) {
+// With tickets (Resume), a TLS 1.3 connection is read until the server's first ticket has been stored.
+func handshake(ctx context.Context, addr string, cfg *tls.Config, tickets *ticketCache, timeout, ticketWait time.Duration) (tls.ConnectionState, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
@@ -149,12 +169,30 @@ func handshake(ctx context.Context, addr string, cfg *tls.Config, timeout time.D
 	}
 	defer c.Close()
 	tc := c.(*tls.Conn)
-	if tc.ConnectionState().Version == tls.VersionTLS13 && cfg.ClientSessionCache != nil {
-		// TLS 1.3 tickets arrive after the handshake: read until the server's first post-handshake
-		// message has been processed, so the next handshake can resume.
-		tc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if tc.ConnectionState().Version == tls.VersionTLS13 && tickets != nil {
+		// TLS 1.3 tickets arrive after the handshake, and Read goes on waiting for application data
+		// after storing one: the cache ends the Read by moving the deadline to now once a ticket is in.
+		tickets.arm(tc)
+		tc.SetReadDeadline(time.Now().Add(ticketWait))
 		var b [1]byte
 		tc.Read(b[:])
+		tickets.arm(nil)
 	}
 	return tc.ConnectionState(), nil
+}
+
+// ticketCache is a worker's session cache: while armed with a connection, storing a ticket ends that
+// connection's pending Read. A worker uses it from its own goroutine only.
+type ticketCache struct {
+	tls.ClientSessionCache
+	conn *tls.Conn
+}
+
+func (t *ticketCache) arm(c *tls.Conn) { t.conn = c }
+
+func (t *ticketCache) Put(key string, cs *tls.ClientSessionState) {
+	t.ClientSessionCache.Put(key, cs)
+	if t.conn != nil && cs != nil {
+		t.conn.SetReadDeadline(time.Now())
+	}
 }
