@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -49,23 +48,6 @@ func (l *interopLab) startResponder(t *testing.T) {
 	args := append([]string{"responder", "--lab", l.dir, "--listen", "127.0.0.1:" + strconv.Itoa(l.responderPort), "--log-format", "json"}, l.responderFlagsAtStart...)
 	l.responder = start(t, binary, args...)
 	l.responder.waitLog("listening", testTimeout)
-}
-
-func readCert(t *testing.T, file string) *x509.Certificate {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := pem.Decode(data)
-	if b == nil {
-		t.Fatalf("%s: no PEM", file)
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // verifyStaple checks a staple as a careful client does: signed by the lab's CA or its delegated signer, for

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -102,7 +101,7 @@ func (wt *watcher) handshake(addr string) {
 // good answer once its responder behaves.
 func TestInteropResponderFaults(t *testing.T) {
 	requireTool(t, "openssl")
-	validity := envDuration("STAPLE_FAULT_VALIDITY", 60*time.Second)
+	validity := envDuration(t, "STAPLE_FAULT_VALIDITY", 60*time.Second)
 	base := t.TempDir()
 	faulty := newInteropLabN(t, base, "faulty", "--validity", validity.String(), "--fault-api")
 	refused := newInteropLab(t, base, "ecdsa", "refused.test", "--validity", validity.String())
@@ -252,15 +251,6 @@ func (l *labN) clearFaults(t *testing.T) {
 	resp.Body.Close()
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if v := os.Getenv(name); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
-
 // TestInteropKill9 kills staple serve with SIGKILL at random moments while it refreshes and writes, 20 times:
 // every restart opens the cache, and its first handshake is stapled from it.
 func TestInteropKill9(t *testing.T) {
@@ -277,7 +267,7 @@ func TestInteropKill9(t *testing.T) {
 	w := newServedWorld(t, "[fetch]\nsweep = \"@every 1s\"\n", labs...)
 	w.srv.stop()
 
-	kills := envInt("STAPLE_KILLS", 20)
+	kills := envInt(t, "STAPLE_KILLS", 20)
 	for i := range kills {
 		srv := start(t, binary, "serve", "--config", w.config)
 		srv.waitLog("staple serving", testTimeout)
@@ -302,11 +292,4 @@ func TestInteropKill9(t *testing.T) {
 		t.Errorf("cache ls after the kills: exit %d\n%s%s", code, out, errOut)
 	}
 	row.note("%d kills, every restart stapled its first handshake", kills)
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }

@@ -101,7 +101,7 @@ func (sw *stapleWatch) record(ok bool, why string) {
 func TestInteropFleet(t *testing.T) {
 	requireTool(t, "etcd")
 	const certsN = 100
-	validity := envDuration("STAPLE_FLEET_VALIDITY", 20*time.Second)
+	validity := envDuration(t, "STAPLE_FLEET_VALIDITY", 20*time.Second)
 	base := t.TempDir()
 	etcd := startEtcd(t, filepath.Join(base, "etcd"), freePort(t), freePort(t))
 
