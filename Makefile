@@ -22,8 +22,10 @@ test: vet
 race:
 	$(GO) test -race -count=1 ./...
 
+# The interop and bench files are vetted too (and so compiled), so that make test catches what would break them.
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags 'interop bench' ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
