@@ -11,8 +11,9 @@ const hotTick = 50 * time.Millisecond
 // hotClock is the wall clock of the TLS hot path. On some machines time.Now costs 80 ns or more (a VM's
 // clock source), more than the rest of Staple together; so while the stapler runs, a goroutine reads the
 // clock every hotTick and Staple reads an atomic. What it returns is that reading plus one tick, never
-// earlier than the true time: a staple is withdrawn at most one tick before its expiry, never after it.
-// Before Start, after Close, and with Config.Now set (tests), Staple asks the clock itself.
+// earlier than the true time: when it says a staple is still valid, the staple is; within a tick of the
+// expiry Staple reads the exact clock. Before Start, after Close, and with Config.Now set (tests), Staple
+// asks the clock itself.
 type hotClock struct {
 	nanos   atomic.Int64 // the last reading, in Unix nanoseconds; 0 when not running
 	stop    chan struct{}

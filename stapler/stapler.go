@@ -83,9 +83,8 @@ type Config struct {
 	// StapleUnknown staples verified "unknown" responses. By default they are held (and shown) but not
 	// stapled.
 	StapleUnknown bool
-	// Now returns the current time. Nil means time.Now, read by Staple from a copy refreshed every 50 ms
-	// (staples are withdrawn up to 50 ms before their expiry, never after; see hotClock); set, it is called
-	// on every Staple. The sweep and retry timers run on the runtime's clock, so a fake Now must advance with
+	// Now returns the current time. Nil means time.Now, which Staple reads only within 50 ms of a staple's
+	// expiry (see hotClock); set, it is called on every Staple. The sweep and retry timers run on the runtime's clock, so a fake Now must advance with
 	// it (tests use testing/synctest).
 	Now func() time.Time
 	// Rand returns a uniform number in [0, 1) for the policy's jitter. Nil means math/rand/v2.Float64.
@@ -205,7 +204,11 @@ func (s *Stapler) Current(key certs.Key) *cache.Staple {
 	}
 	var now time.Time
 	if s.hot != nil {
-		now = s.hot.now()
+		// The cheap clock is never behind: when it says the staple is still valid, it is. Within a tick of
+		// the expiry it cannot tell, and the exact clock decides.
+		if now = s.hot.now(); !now.Before(st.Expires) {
+			now = time.Now()
+		}
 	} else {
 		now = s.now()
 	}

@@ -547,8 +547,8 @@ func TestStapleAllocatesNothing(t *testing.T) {
 	})
 }
 
-// TestHotClock checks the hot path's clock (Config.Now nil) on synctest's clock: a staple is served until at
-// most one tick before its expiry and never at or after it, and after Close Staple reads the clock itself.
+// TestHotClock checks the hot path's clock (Config.Now nil) on synctest's clock: a staple is served to the
+// last nanosecond before its expiry and never at or after it, and after Close Staple reads the clock itself.
 func TestHotClock(t *testing.T) {
 	ca := testpki.NewRoot(t, "hot clock CA", testpki.ECDSAP256)
 	synctest.Test(t, func(t *testing.T) {
@@ -570,12 +570,19 @@ func TestHotClock(t *testing.T) {
 		fake.setDown(outage) // no refresh: the response held runs out
 		expires := info.Expires
 		time.Sleep(expires.Sub(time.Now()) - hotTick - time.Millisecond)
-		if s.Staple(key) == nil {
-			t.Errorf("withdrawn more than a tick (%v) before its expiry", hotTick)
+		for time.Now().Before(expires.Add(-time.Millisecond)) {
+			if s.Staple(key) == nil {
+				t.Fatalf("at %v, before its expiry %v: not stapled", time.Now(), expires)
+			}
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(hotTick)
-		for !time.Now().After(expires.Add(2 * hotTick)) {
-			if s.Staple(key) != nil && !time.Now().Before(expires) {
+		time.Sleep(expires.Sub(time.Now()) - time.Nanosecond)
+		if s.Staple(key) == nil {
+			t.Error("not stapled the nanosecond before its expiry")
+		}
+		time.Sleep(time.Nanosecond)
+		for time.Now().Before(expires.Add(2 * hotTick)) {
+			if s.Staple(key) != nil {
 				t.Fatalf("stapled at %v, at or after its expiry %v", time.Now(), expires)
 			}
 			time.Sleep(time.Millisecond)
