@@ -21,7 +21,6 @@ import (
 
 	"staple/admin"
 	"staple/cache"
-	"staple/certs"
 	"staple/fleet"
 	"staple/ocspfetch"
 	"staple/responder"
@@ -212,9 +211,6 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if err := s.install(sites, nil); err != nil {
 		return err
 	}
-	if s.fleet == nil {
-		s.forgetUnserved() // in a fleet, the others serve certificates this node does not
-	}
 
 	s.tls = &tlsserver.Server{
 		SecureContext:    sites.def.context,
@@ -271,6 +267,10 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	})
 	tlsDone := make(chan error, 1)
 	go func() { tlsDone <- s.tls.Serve(tlsLn) }()
+	if s.fleet == nil { // in a fleet, the others serve certificates this node does not
+		// Housekeeping, after serving has begun: a large stale cache must not delay the first handshake.
+		background("forget", func() error { s.forgetUnserved(); return nil })
+	}
 
 	background("admin", func() error {
 		return admin.Serve(ctx, adminLn, &liveBackend{s}, s.base.With().Str("component", "admin").Logger())
@@ -389,17 +389,12 @@ func (s *Service) onEvent(ev stapler.Event) {
 // forgetUnserved drops the cached certificates no site serves any more (renewed or removed while the service
 // was stopped), as a reload does, so that their responders are not asked for them again.
 func (s *Service) forgetUnserved() {
-	var gone []certs.Key
-	for _, in := range s.stapler.Entries() {
-		if !in.Watched {
-			gone = append(gone, in.Key)
-		}
-	}
-	if len(gone) == 0 {
+	gone, err := s.stapler.ForgetUnwatched()
+	if err != nil {
+		s.log.Warn().Err(err).Int("certificates", len(gone)).Msg("cached certificates no site serves could not all be removed from the cache file")
 		return
 	}
-	if err := s.stapler.RemoveAll(gone); err != nil {
-		s.log.Warn().Err(err).Int("certificates", len(gone)).Msg("cached certificates no site serves could not all be removed from the cache file")
+	if len(gone) == 0 {
 		return
 	}
 	ev := s.log.Info().Int("certificates", len(gone))

@@ -345,9 +345,14 @@ func TestServiceForgetsUnservedAtStart(t *testing.T) {
 	nCert, nKey, nLeaf := w.leaf("a-new", "a.test")
 	r = run(t, &Config{DataDir: dataDir, Listen: "127.0.0.1:0", Sites: []Site{{Cert: nCert, Key: nKey}}})
 	w.waitStapled(t, r.addrs.TLS, "a.test", nLeaf)
-	es, err := admin.NewClient(r.addrs.AdminSocket).Entries(context.Background())
-	if err != nil || len(es) != 1 || !strings.HasSuffix(es[0].Key, ":"+strings.ToLower(nLeaf.Cert.SerialNumber.Text(16))) {
-		t.Errorf("entries after a restart with a renewed certificate: %v %+v", err, es)
+	var es []admin.Entry
+	var err error
+	waitFor(t, func() bool { // the old entry is dropped in the background, once serving has begun
+		es, err = admin.NewClient(r.addrs.AdminSocket).Entries(context.Background())
+		return err == nil && len(es) == 1
+	}, "the old entry dropped")
+	if !strings.HasSuffix(es[0].Key, ":"+strings.ToLower(nLeaf.Cert.SerialNumber.Text(16))) {
+		t.Errorf("entries after a restart with a renewed certificate: %+v", es)
 	}
 }
 

@@ -695,3 +695,38 @@ func TestWarmStartSkipsCorruptRecord(t *testing.T) {
 		}
 	})
 }
+
+// TestForgetUnwatched drops the certificates restored from storage that nobody watched again, and keeps the
+// watched ones.
+func TestForgetUnwatched(t *testing.T) {
+	ca := testpki.NewRoot(t, "forget CA", testpki.ECDSAP256)
+	path := tempStorePath(t)
+	synctest.Test(t, func(t *testing.T) {
+		fake := newFakeResponder(t, ca, 4*day)
+		store, err := cache.Open(path, cache.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := mustNew(t, Config{Fetcher: fake, Storage: store})
+		s.Start()
+		kept := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		keptKey, _ := s.Watch(kept)
+		goneKey, _ := s.Watch(leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}}))
+		synctest.Wait()
+		s.Close(context.Background())
+		store.Close()
+
+		s2 := mustNew(t, Config{Fetcher: fake, Storage: openStore(t, path)})
+		s2.Start()
+		if _, err := s2.Watch(kept); err != nil {
+			t.Fatal(err)
+		}
+		gone, err := s2.ForgetUnwatched()
+		if err != nil || len(gone) != 1 || gone[0] != goneKey {
+			t.Fatalf("ForgetUnwatched = %v, %v; want only the certificate not watched again", gone, err)
+		}
+		if s2.Staple(goneKey) != nil || s2.Staple(keptKey) == nil {
+			t.Error("the forgotten one is stapled, or the watched one is not")
+		}
+	})
+}

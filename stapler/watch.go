@@ -178,6 +178,29 @@ func (s *Stapler) Remove(key certs.Key) error {
 // thousand keys when the storage can remove many at once (cache.Store can), rather than one per key.
 func (s *Stapler) RemoveAll(keys []certs.Key) error {
 	s.mu.Lock()
+	s.dropAllLocked(keys)
+	s.mu.Unlock()
+	return s.removeStoredAll(keys)
+}
+
+// ForgetUnwatched removes, as RemoveAll does, every certificate that no Watch references (restored from
+// storage and not watched again since, or imported) and returns their keys. The choice and the removal from
+// memory are one step, so a certificate watched meanwhile is never dropped.
+func (s *Stapler) ForgetUnwatched() ([]certs.Key, error) {
+	s.mu.Lock()
+	var keys []certs.Key
+	for key, e := range s.entries {
+		if e.refs == 0 {
+			keys = append(keys, key)
+		}
+	}
+	s.dropAllLocked(keys)
+	s.mu.Unlock()
+	return keys, s.removeStoredAll(keys)
+}
+
+// dropAllLocked forgets keys in memory: entries, timers, waiters, and the index in one pass.
+func (s *Stapler) dropAllLocked(keys []certs.Key) {
 	for _, key := range keys {
 		if e := s.entries[key]; e != nil {
 			e.removed = true
@@ -196,8 +219,11 @@ func (s *Stapler) RemoveAll(keys []certs.Key) error {
 			}
 		}
 	})
-	s.mu.Unlock()
-	if s.cfg.Storage == nil {
+}
+
+// removeStoredAll removes keys from storage, in bulk when the storage can.
+func (s *Stapler) removeStoredAll(keys []certs.Key) error {
+	if s.cfg.Storage == nil || len(keys) == 0 {
 		return nil
 	}
 	if bulk, ok := s.cfg.Storage.(interface{ RemoveAll([]certs.Key) error }); ok {
