@@ -57,6 +57,10 @@ type watcher struct {
 }
 
 func (wt *watcher) handshake(addr string) {
+	// The server staples at some instant between the start and the end of the handshake: the staple must
+	// be valid at the start (it may expire while the handshake completes), and one must come whenever the
+	// last valid staple seen was still valid at the end.
+	began := time.Now()
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: wt.pool, ServerName: wt.name})
 	if err != nil {
 		wt.mu.Lock()
@@ -87,9 +91,9 @@ func (wt *watcher) handshake(addr string) {
 	case err != nil:
 		wt.invalid++
 		wt.lastError = "staple does not verify: " + err.Error()
-	case r.Status != ocsp.Good || !now.Before(r.NextUpdate) || r.ThisUpdate.After(now.Add(5*time.Minute)):
+	case r.Status != ocsp.Good || !began.Before(r.NextUpdate) || r.ThisUpdate.After(now.Add(5*time.Minute)):
 		wt.invalid++
-		wt.lastError = fmt.Sprintf("staple status %d, thisUpdate %v, nextUpdate %v at %v", r.Status, r.ThisUpdate, r.NextUpdate, now)
+		wt.lastError = fmt.Sprintf("staple status %d, thisUpdate %v, nextUpdate %v, handshake %v to %v", r.Status, r.ThisUpdate, r.NextUpdate, began, now)
 	case r.NextUpdate.After(wt.lastNext):
 		wt.lastNext = r.NextUpdate
 	}
