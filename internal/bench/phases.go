@@ -260,8 +260,8 @@ func (r *Run) Handshakes(ctx context.Context) error {
 	}
 	resumed := Table{
 		Title: "Resumed TLS handshakes",
-		Note: "staple serve resumes through its session store (session IDs in tickets, sessions in memory and written behind to " +
-			"its bbolt file); nginx and the Go server through their own tickets. Same method as above.",
+		Note: "staple serve resumes through its default, sessions sealed in tickets under the ticket keys it keeps in its cache " +
+			"(sessions = \"tickets\"); nginx and the Go server through their own tickets. Same method as above.",
 		Header: []string{"case", "server", "handshakes/s", "server CPU µs/handshake", "server CPU use", "CPU vs nginx"},
 	}
 	responderListen, err := FreeAddr()

@@ -266,8 +266,8 @@ func (r *Run) WarmStart(ctx context.Context, entries, rounds int) error {
 		Note: fmt.Sprintf("staple serve exec'd on a copy of a cache file (bbolt, in the work directory) holding its site's verified "+
 			"response and %s more entries (copies of that record under distinct keys, written with the cache package in %v, %d MB), "+
 			"against the same start with its own entry only; a TLS client dials from the exec on and the time is the end of its first "+
-			"stapled handshake. staple serve forgets, before it serves, the cached certificates no site serves (service.forgetUnserved), "+
-			"one transaction and one index copy each: the other entries here are such certificates. The stapler alone is the same "+
+			"stapled handshake. The other entries here are certificates no site serves: staple serve forgets them in the background "+
+			"once it serves (one pass over the index, one transaction per 5,000 keys). The stapler alone is the same "+
 			"cache file opened and loaded by stapler.Start in the benchmark's process, timed to the first Staple, with its live heap "+
 			"after a collection. Medians of %d interleaved starts each (a start that had not stapled after %v is not repeated).",
 			thousands(int64(entries)), gen.Round(time.Millisecond), st.Size()>>20, rounds, timeout),
