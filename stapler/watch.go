@@ -203,13 +203,7 @@ func (s *Stapler) ForgetUnwatched() ([]certs.Key, error) {
 func (s *Stapler) dropAllLocked(keys []certs.Key) {
 	for _, key := range keys {
 		if e := s.entries[key]; e != nil {
-			e.removed = true
-			e.stopTimer()
-			delete(s.entries, key)
-			for _, w := range e.waiters {
-				close(w)
-			}
-			e.waiters = nil
+			s.forgetLocked(e)
 		}
 	}
 	s.index.PutAll(func(yield func(certs.Key, *cache.Staple) bool) {
@@ -251,10 +245,15 @@ func (s *Stapler) removeStored(key certs.Key) error {
 }
 
 func (s *Stapler) dropLocked(e *entry) {
+	s.forgetLocked(e)
+	s.index.Delete(e.key)
+}
+
+// forgetLocked forgets e in memory, but for the index: no more fetches, timers or waiters.
+func (s *Stapler) forgetLocked(e *entry) {
 	e.removed = true
 	e.stopTimer()
 	delete(s.entries, e.key)
-	s.index.Delete(e.key)
 	for _, w := range e.waiters {
 		close(w)
 	}
