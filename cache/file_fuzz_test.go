@@ -293,3 +293,75 @@ func TestOpenMangledPageID(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordThatIsABucket: a mangled file in which the key of a record leads to a nested bucket (found by
+// FuzzOpenFile: a leaf element's flags turned into a bucket's). Reads see no record, PurgeSessions skips it and
+// purges the rest, and a write or delete of that key is ErrCorrupt with the remedy, not bbolt's bare
+// "incompatible value" that names neither the file nor what to do.
+func TestRecordThatIsABucket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	if err := os.WriteFile(path, validFile(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spki := sha256.Sum256([]byte("issuer SPKI"))
+	key := certs.KeyFor(spki[:], big.NewInt(0x1001))
+	session := []byte{0, 2, 3, 4}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, r := range []struct{ bucket, key []byte }{
+			{bucketCerts, diskKey(key)}, {bucketResponses, diskKey(key)}, {bucketHistory, diskKey(key)},
+			{bucketSessions, session}, {bucketTicketKeys, ticketKeysKey},
+		} {
+			b := tx.Bucket(r.bucket)
+			if err := b.Delete(r.key); err != nil {
+				return err
+			}
+			if _, err := b.CreateBucket(r.key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := Open(path, Options{Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Response(key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Response: %v, want ErrNotFound", err)
+	}
+	if _, err := st.GetSession(session, t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetSession: %v, want ErrNotFound", err)
+	}
+	if n, err := st.PurgeSessions(t0.Add(2 * time.Hour)); err != nil || n != 2 {
+		t.Errorf("PurgeSessions: %d, %v; want the 2 expired sessions purged", n, err)
+	}
+	g := goldenRecords()
+	resp, err1 := decodeResponse(g["response-revoked.bin"])
+	keys, err2 := decodeTicketKeys(g["ticket-keys.bin"])
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	for name, write := range map[string]func() error{
+		"PutResponse":   func() error { return st.PutResponse(key, resp) },
+		"PutFetched":    func() error { return st.PutFetched(key, resp, Attempt{Time: t0, Reason: "ok"}) },
+		"AddAttempt":    func() error { return st.AddAttempt(key, Attempt{Time: t0, Reason: "ok"}) },
+		"Remove":        func() error { return st.Remove(key) },
+		"RemoveAll":     func() error { return st.RemoveAll([]certs.Key{key}) },
+		"PutEntries":    func() error { return st.PutEntries([]Entry{{Key: key, Response: &resp}}) },
+		"PutSession":    func() error { return st.PutSession(session, []byte("state"), t0.Add(time.Hour)) },
+		"DeleteSession": func() error { return st.DeleteSession(session) },
+		"PutTicketKeys": func() error { return st.PutTicketKeys(keys) },
+	} {
+		if err := write(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "--reset-cache") {
+			t.Errorf("%s: %v, want ErrCorrupt naming the file and the remedy", name, err)
+		}
+	}
+}

@@ -66,6 +66,9 @@ func (s *Store) PurgeSessions(now time.Time) (int, error) {
 		b := tx.Bucket(bucketSessions)
 		var stale [][]byte
 		err := b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return nil // a nested bucket in a mangled file: no session, and Delete cannot remove it
+			}
 			if _, expires, err := decodeSession(v); err != nil || !now.Before(expires) {
 				stale = append(stale, append([]byte(nil), k...))
 			}

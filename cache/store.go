@@ -238,7 +238,7 @@ func (s *Store) Check() error {
 func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
-	return s.mapClosed(s.db.View(fn))
+	return s.mapBolt(s.db.View(fn))
 }
 
 // update runs fn in a read-write transaction that commits (with fsync) before update returns nil.
@@ -248,7 +248,7 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
-	return s.mapClosed(s.db.Update(fn))
+	return s.mapBolt(s.db.Update(fn))
 }
 
 // batch is update through bbolt's Batch, which coalesces concurrent writers into one commit. fn may run more
@@ -260,7 +260,7 @@ func (s *Store) batch(fn func(tx *bolt.Tx) error) (err error) {
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer s.recoverCorrupt(&err)
-	return s.mapClosed(s.db.Batch(func(tx *bolt.Tx) error {
+	return s.mapBolt(s.db.Batch(func(tx *bolt.Tx) error {
 		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 		return fn(tx)
 	}))
@@ -273,9 +273,17 @@ func (s *Store) recoverCorrupt(err *error) {
 	}
 }
 
-func (s *Store) mapClosed(err error) error {
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+// mapBolt turns bbolt's errors that mean something to a caller into the package's: a closed database into
+// ErrClosed, and a key that leads to a nested bucket where staple keeps a record (bbolt's
+// ErrIncompatibleValue on a write or a delete; staple never makes buckets inside its own) into ErrCorrupt with
+// the path and the remedy.
+func (s *Store) mapBolt(err error) error {
+	switch {
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return ErrClosed
+	case errors.Is(err, berrors.ErrIncompatibleValue):
+		return fmt.Errorf("%w: %s: a record's key leads to a bucket (run with --reset-cache to move it aside and start with an empty cache)",
+			ErrCorrupt, s.path)
 	}
 	return err
 }
