@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -158,26 +159,28 @@ func (s *Store) Certs(fn func(key certs.Key, c cache.Cert, err error) error) err
 }
 
 // AddAttempt appends a to the history of key, keeping the last cache.MaxHistory attempts. Concurrent
-// writers are serialized by comparing the history's revision; after maxCASRetries lost races it gives up
-// with ErrConflict (the history is a diagnostic).
+// writers are serialized by comparing the history's revision: a lost race returns the history as it now is
+// in the same round trip, and the next try waits a random moment so that two writers in step fall out of it.
+// After maxCASRetries lost races it gives up with ErrConflict (the history is a diagnostic).
 func (s *Store) AddAttempt(key certs.Key, a cache.Attempt) error {
 	hk := s.keys.history(key)
-	for range maxCASRetries {
-		got, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.GetResponse, error) {
-			return s.cli.Get(ctx, hk)
-		})
-		if err != nil {
-			return err
-		}
+	got, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.GetResponse, error) {
+		return s.cli.Get(ctx, hk)
+	})
+	if err != nil {
+		return err
+	}
+	kvs := got.Kvs
+	for try := range maxCASRetries {
 		var old []byte
 		var rev int64
-		if len(got.Kvs) == 1 {
-			old, rev = got.Kvs[0].Value, got.Kvs[0].ModRevision
+		if len(kvs) == 1 {
+			old, rev = kvs[0].Value, kvs[0].ModRevision
 		}
 		rec := cache.AppendAttempt(old, a)
 		resp, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.TxnResponse, error) {
 			return s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(hk), "=", rev)).
-				Then(clientv3.OpPut(hk, string(rec))).Commit()
+				Then(clientv3.OpPut(hk, string(rec))).Else(clientv3.OpGet(hk)).Commit()
 		})
 		if err != nil {
 			return err
@@ -185,6 +188,8 @@ func (s *Store) AddAttempt(key certs.Key, a cache.Attempt) error {
 		if resp.Succeeded {
 			return nil
 		}
+		kvs = resp.Responses[0].GetResponseRange().Kvs
+		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << try)))
 	}
 	return fmt.Errorf("%w: history of %s", ErrConflict, key)
 }
