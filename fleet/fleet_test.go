@@ -3,12 +3,14 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"staple/cache"
 	"staple/certs"
 	"staple/ocspfetch"
 	"staple/stapler"
@@ -227,5 +229,94 @@ func TestFleetStaplesThroughEtcdOutage(t *testing.T) {
 	}
 	if want := fetcher.lastThisUpdate(); !resp.ThisUpdate.Equal(want) {
 		t.Errorf("etcd holds thisUpdate %s, want the newest fetched, %s", resp.ThisUpdate, want)
+	}
+}
+
+// TestFleetFollowsRemovals: a certificate removed from the fleet's store is forgotten by the nodes that do not
+// serve it and written back by one that does, so the store keeps what any node serves; a removal the watcher
+// did not see (it happened while the watch was down) is caught by the next full read.
+func TestFleetFollowsRemovals(t *testing.T) {
+	e := startEtcd(t)
+	cfg := e.config(t)
+	cfg.LeaseTTL = 2 * time.Second
+	ca := testCA(t, "removal CA")
+	shared, onlyA := testChain(t, ca), testChain(t, ca)
+	fetcher := newCAResponder(t, ca, time.Hour)
+	a := startMember(t, cfg, "a", fetcher, 0)
+	b := startMember(t, cfg, "b", fetcher, 0)
+	c := startMember(t, cfg, "c", fetcher, 0) // serves neither: knows both from the fleet
+	sharedKey, _ := a.st.Watch(shared)
+	b.st.Watch(shared)
+	onlyAKey, _ := a.st.Watch(onlyA)
+	members := []*member{a, b, c}
+	eventually(t, 5*time.Second, "every node staples both", func() bool {
+		for _, m := range members {
+			if m.staple(sharedKey) == nil || m.staple(onlyAKey) == nil {
+				return false
+			}
+		}
+		return true
+	})
+
+	// a stops serving the certificate only it served: it leaves the store and every node.
+	if err := a.st.Unwatch(onlyAKey); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b and c forget the certificate nobody serves", func() bool {
+		_, inB := b.st.Entry(onlyAKey)
+		_, inC := c.st.Entry(onlyAKey)
+		return !inB && !inC
+	})
+	if _, err := a.store.Cert(onlyAKey); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("the certificate nobody serves is still stored: %v", err)
+	}
+
+	// a stops serving the shared one, then an operator removes it (staple cache rm): b serves it, so it stays
+	// in the store, and every node keeps stapling it.
+	if err := a.st.Unwatch(sharedKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewStore(connect(t, cfg), cfg).Remove(sharedKey); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b writes the certificate it serves back", func() bool {
+		_, err := a.store.Cert(sharedKey)
+		return err == nil
+	})
+	eventually(t, 5*time.Second, "every node staples the certificate b serves", func() bool {
+		for _, m := range members {
+			if m.staple(sharedKey) == nil {
+				return false
+			}
+		}
+		return true
+	})
+	if got := a.w.Stats().Withdrawn + b.w.Stats().Withdrawn + c.w.Stats().Withdrawn; got < 2 {
+		t.Errorf("%d withdrawals counted, want at least 2", got)
+	}
+
+	// A removal while c's watcher is down is caught when it reads the store again.
+	third := testChain(t, ca)
+	thirdKey, _ := a.st.Watch(third)
+	eventually(t, 5*time.Second, "c knows the third certificate", func() bool {
+		_, ok := c.st.Entry(thirdKey)
+		return ok
+	})
+	c.cancel()
+	<-c.stopped
+	if err := a.st.Unwatch(thirdKey); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatcher(c.cli, cfg, c.st)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done; c.st.Close(context.Background()); c.cli.Close() }()
+	eventually(t, 5*time.Second, "c's next full read forgets the certificate removed unseen", func() bool {
+		_, ok := c.st.Entry(thirdKey)
+		return !ok
+	})
+	if _, ok := c.st.Entry(sharedKey); !ok {
+		t.Error("c's full read forgot a certificate that is still stored")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"staple/certs"
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/stapler"
 )
 
 // The figures of docs/fleet.md: go test ./fleet -run '^$' -bench . -benchtime 3x
@@ -162,6 +163,8 @@ type chanTarget struct{ got chan time.Time }
 func (c *chanTarget) Offer(certs.Key, cache.Response) error { c.got <- time.Now(); return nil }
 func (c *chanTarget) Adopt(certs.Key, cache.Cert) error     { return nil }
 func (c *chanTarget) Flush()                                {}
+func (c *chanTarget) Withdraw(certs.Key) (bool, error)      { return false, nil }
+func (c *chanTarget) Entries() []stapler.Info               { return nil }
 
 // BenchmarkSessions measures storing a TLS session (one etcd put, a lease grant per window) and resuming it
 // on another node (one get), with session data of the size Go's TLS 1.3 server stores (about 100 bytes).

@@ -24,6 +24,11 @@ type Target interface {
 	Adopt(key certs.Key, c cache.Cert) error
 	// Flush writes back, at once, the responses whose writes failed while etcd was away.
 	Flush()
+	// Withdraw takes a certificate removed from the store: forgotten unless this node watches it, in which
+	// case it is written back (kept).
+	Withdraw(key certs.Key) (kept bool, err error)
+	// Entries lists what the target knows, so that a full read can withdraw what was removed unseen.
+	Entries() []stapler.Info
 }
 
 var _ Target = (*stapler.Stapler)(nil)
@@ -32,8 +37,10 @@ var _ Target = (*stapler.Stapler)(nil)
 // every node staples what the leader fetched as soon as it lands. It reads everything stored, then watches
 // from the revision it read at; when the watch fails (etcd compacted past it, or the stream broke) it reads
 // and watches again. Each time etcd becomes reachable again it calls Target.Flush, so that what a node
-// fetched for itself while etcd was away is written back (the newer-only write decides). Deletions are not
-// followed: a removed certificate stays known to the other nodes until they restart.
+// fetched for itself while etcd was away is written back (the newer-only write decides). A certificate
+// removed from the store (a node stopped serving it, or staple cache rm) is withdrawn from every node: those
+// that serve it write it back, so that it stays in the store while any node serves it, and the others forget
+// it. A removed response is no news: a node keeps stapling the valid one it holds.
 //
 // A Watcher is safe for concurrent use; Run it once.
 type Watcher struct {
@@ -41,7 +48,7 @@ type Watcher struct {
 	target Target
 	log    zerolog.Logger
 
-	offered, adopted, resyncs atomic.Uint64
+	offered, adopted, withdrawn, resyncs atomic.Uint64
 }
 
 // NewWatcher returns a watcher of the fleet cfg describes, through cli, feeding target.
@@ -52,15 +59,17 @@ func NewWatcher(cli *clientv3.Client, cfg Config, target Target) *Watcher {
 
 // WatcherStats counts what a Watcher did.
 type WatcherStats struct {
-	// Offered and Adopted count responses and certificates handed to the Target and accepted by it.
-	Offered, Adopted uint64
+	// Offered and Adopted count responses and certificates handed to the Target and accepted by it;
+	// Withdrawn counts certificates removed from the store that the Target forgot.
+	Offered, Adopted, Withdrawn uint64
 	// Resyncs counts full reads of the store: one at start, one after each failed watch.
 	Resyncs uint64
 }
 
 // Stats returns the watcher's counters.
 func (w *Watcher) Stats() WatcherStats {
-	return WatcherStats{Offered: w.offered.Load(), Adopted: w.adopted.Load(), Resyncs: w.resyncs.Load()}
+	return WatcherStats{Offered: w.offered.Load(), Adopted: w.adopted.Load(), Withdrawn: w.withdrawn.Load(),
+		Resyncs: w.resyncs.Load()}
 }
 
 // Run follows the store until ctx ends, and returns nil then.
@@ -89,15 +98,25 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 // follow reads the certificates and responses stored, then watches both from the revisions read, until the
-// watch fails or ctx ends.
+// watch fails or ctx ends. What the target knows without a Watch and the store no longer holds was removed
+// while nobody watched (before this node started, or while its watch was broken): it is withdrawn.
 func (w *Watcher) follow(ctx context.Context) error {
 	w.resyncs.Add(1)
+	stored := map[certs.Key]bool{}
 	certsRev, err := w.store.walk(dirCerts, func(key certs.Key, v []byte, err error) error {
+		if err == nil {
+			stored[key] = true
+		}
 		w.adopt(key, v, err)
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	for _, in := range w.target.Entries() {
+		if !in.Watched && !stored[in.Key] {
+			w.withdraw(in.Key)
+		}
 	}
 	respRev, err := w.store.walk(dirResponses, func(key certs.Key, v []byte, err error) error {
 		w.offer(key, v, err)
@@ -132,13 +151,14 @@ func (w *Watcher) follow(ctx context.Context) error {
 			return fmt.Errorf("fleet: watch: %w", err)
 		}
 		for _, ev := range resp.Events {
-			if ev.Type != mvccpb.PUT {
-				continue
-			}
 			key, err := keys.parse(dir, string(ev.Kv.Key))
-			if dir == dirCerts {
+			switch {
+			case ev.Type == mvccpb.DELETE && dir == dirCerts && err == nil:
+				w.withdraw(key)
+			case ev.Type != mvccpb.PUT:
+			case dir == dirCerts:
 				w.adopt(key, ev.Kv.Value, err)
-			} else {
+			default:
 				w.offer(key, ev.Kv.Value, err)
 			}
 		}
@@ -176,6 +196,21 @@ func (w *Watcher) adopt(key certs.Key, v []byte, err error) {
 		return
 	}
 	w.adopted.Add(1)
+}
+
+func (w *Watcher) withdraw(key certs.Key) {
+	kept, err := w.target.Withdraw(key)
+	switch {
+	case errors.Is(err, stapler.ErrNotWatched), errors.Is(err, stapler.ErrClosed):
+		// Not known here: this node's own removal coming back, or one it never heard of.
+	case err != nil:
+		w.log.Error().Err(err).Str("key", key.String()).Msg("certificate removed from the fleet's store and served here: not written back")
+	case kept:
+		w.log.Info().Str("key", key.String()).Msg("certificate removed from the fleet's store and served here: written back")
+	default:
+		w.withdrawn.Add(1)
+		w.log.Info().Str("key", key.String()).Msg("certificate removed from the fleet's store: forgotten")
+	}
 }
 
 // flushOnReconnect calls Target.Flush each time the client's connection becomes ready after failing.

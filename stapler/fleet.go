@@ -185,3 +185,38 @@ func (s *Stapler) Adopt(key certs.Key, c cache.Cert) error {
 // Flush writes again, at once, every response whose write failed (the sweep does it too): for a node whose
 // store has just come back.
 func (s *Stapler) Flush() { s.persistBacklog() }
+
+// Withdraw tells the stapler that key's certificate was removed from the fleet's store (another node stopped
+// serving it, or an operator removed it). A certificate no Watch of this node references is forgotten in
+// memory, as Remove does, but storage is left alone (the record is gone from it already). One this node
+// watches is kept and its certificate written back to storage, so that the fleet's leader keeps fetching it
+// for the nodes that serve it; kept says which. An unknown key is ErrNotWatched (as a node's own removal
+// comes back by the watch).
+func (s *Stapler) Withdraw(key certs.Key) (kept bool, err error) {
+	now := s.now()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false, ErrClosed
+	}
+	e := s.entries[key]
+	if e == nil {
+		s.mu.Unlock()
+		return false, fmt.Errorf("%w: %s", ErrNotWatched, key)
+	}
+	if e.refs == 0 {
+		s.dropLocked(e)
+		s.mu.Unlock()
+		return false, nil
+	}
+	c := cache.Cert{Leaf: e.leaf.Raw, Issuer: e.issuer.Raw, URLs: e.urls, MustStaple: e.mustStaple, Added: now}
+	s.mu.Unlock()
+	if s.cfg.Storage == nil {
+		return true, nil
+	}
+	if err := s.cfg.Storage.PutCert(key, c); err != nil {
+		s.metrics.persistFailures.Add(1)
+		return true, fmt.Errorf("stapler: %s: writing the watched certificate back: %w", key, err)
+	}
+	return true, nil
+}

@@ -305,3 +305,74 @@ func TestFlushWritesTheBacklog(t *testing.T) {
 		}
 	})
 }
+
+// TestWithdraw: a certificate removed from the fleet's store is forgotten by a node that only knew it from the
+// fleet (no more fetches, no staple), and written back by a node that watches it, which keeps stapling.
+func TestWithdraw(t *testing.T) {
+	ca := testpki.NewRoot(t, "withdraw CA", testpki.ECDSAP256)
+	path := tempStorePath(t)
+	synctest.Test(t, func(t *testing.T) {
+		adopted := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		watched := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		adoptedKey := certs.NewKey(adopted.Issuer, adopted.Leaf)
+		st := openStore(t, path)
+		c := cache.Cert{Leaf: adopted.Leaf.Raw, Issuer: adopted.Issuer.Raw, URLs: adopted.Leaf.OCSPServer, Added: time.Now()}
+		if err := st.PutCert(adoptedKey, c); err != nil {
+			t.Fatal(err)
+		}
+		fake := newFakeResponder(t, ca, 4*day)
+		s := mustNew(t, Config{Fetcher: fake, Storage: st, Role: func() Role { return Leader }, Sweep: "@every 1m"})
+		s.Start()
+		if err := s.Adopt(adoptedKey, c); err != nil {
+			t.Fatal(err)
+		}
+		watchedKey, err := s.Watch(watched)
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if s.Staple(adoptedKey) == nil || s.Staple(watchedKey) == nil {
+			t.Fatal("not stapled before the withdrawal")
+		}
+
+		// Another node removed both from the store.
+		if err := errors.Join(st.Remove(adoptedKey), st.Remove(watchedKey)); err != nil {
+			t.Fatal(err)
+		}
+		if kept, err := s.Withdraw(adoptedKey); kept || err != nil {
+			t.Errorf("Withdraw of an adopted certificate: kept %v, %v; want forgotten", kept, err)
+		}
+		if kept, err := s.Withdraw(watchedKey); !kept || err != nil {
+			t.Errorf("Withdraw of a watched certificate: kept %v, %v; want kept", kept, err)
+		}
+		if _, ok := s.Entry(adoptedKey); ok || s.Staple(adoptedKey) != nil {
+			t.Error("the adopted certificate is still known or stapled")
+		}
+		if s.Staple(watchedKey) == nil {
+			t.Error("the watched certificate is no longer stapled")
+		}
+		if back, err := st.Cert(watchedKey); err != nil || !bytes.Equal(back.Leaf, watched.Leaf.Raw) {
+			t.Errorf("the watched certificate was not written back: %v", err)
+		}
+		if _, err := st.Cert(adoptedKey); !errors.Is(err, cache.ErrNotFound) {
+			t.Errorf("the adopted certificate is in storage again: %v", err)
+		}
+		if kept, err := s.Withdraw(adoptedKey); kept || !errors.Is(err, ErrNotWatched) {
+			t.Errorf("Withdraw of an unknown key: kept %v, %v; want ErrNotWatched", kept, err)
+		}
+
+		// Days later, only the watched certificate was fetched again.
+		before := len(fake.log())
+		time.Sleep(3 * day)
+		synctest.Wait()
+		for _, f := range fake.log()[before:] {
+			if f.serial == adopted.Leaf.SerialNumber.String() {
+				t.Fatal("the withdrawn certificate was fetched")
+			}
+		}
+		if len(fake.log()) == before {
+			t.Error("the watched certificate was not refreshed")
+		}
+		s.Close(context.Background())
+	})
+}
