@@ -16,12 +16,19 @@ type Policy struct {
 	Jitter float64
 	// BackoffMin and BackoffMax bound the retry delay after failures. Zero means 1 min and 1 h.
 	BackoffMin, BackoffMax time.Duration
+	// BackoffUnstapled caps the retry delay when no valid response is held, so that nothing is stapled until
+	// the next try: a responder back from an outage is asked again within minutes, not an hour. Zero means
+	// 5 min (nginx retries a failed OCSP request after 5 min); it never exceeds BackoffMax.
+	BackoffUnstapled time.Duration
 }
 
 func (p Policy) margin() time.Duration     { return orDefault(p.Margin, time.Hour) }
 func (p Policy) ttl() time.Duration        { return orDefault(p.NoNextUpdateTTL, time.Hour) }
 func (p Policy) backoffMin() time.Duration { return orDefault(p.BackoffMin, time.Minute) }
 func (p Policy) backoffMax() time.Duration { return orDefault(p.BackoffMax, time.Hour) }
+func (p Policy) backoffUnstapled() time.Duration {
+	return min(orDefault(p.BackoffUnstapled, 5*time.Minute), p.backoffMax())
+}
 
 // TTL returns how long a response without NextUpdate stays valid (NoNextUpdateTTL or its default).
 func (p Policy) TTL() time.Duration { return p.ttl() }
@@ -62,8 +69,7 @@ func (p Policy) RefreshAt(r *Response, now time.Time, rnd func() float64) time.T
 		at = latest
 	}
 	if wait := at.Sub(now); wait > 0 && rnd != nil {
-		spread := time.Duration(float64(wait) * p.jitter() * (2*rnd() - 1))
-		at = at.Add(spread)
+		at = now.Add(p.spread(wait, rnd))
 		if at.After(latest) {
 			at = latest
 		}
@@ -76,17 +82,19 @@ func (p Policy) RefreshAt(r *Response, now time.Time, rnd func() float64) time.T
 
 // Backoff returns when to retry after the failures-th consecutive failure (1 for the first): BackoffMin
 // doubling up to BackoffMax, never later than validUntil (the expiry of the response still held; zero when
-// none is held), spread by ±Jitter. A responder's Retry-After (zero when absent) postpones the retry, but not
-// past validUntil.
+// none is held), spread by ±Jitter. With no valid response held (validUntil zero or past) the cap is
+// BackoffUnstapled instead. A responder's Retry-After (zero when absent) postpones the retry, but not past
+// validUntil.
 func (p Policy) Backoff(failures int, now, validUntil time.Time, retryAfter time.Duration, rnd func() float64) time.Time {
-	d := p.backoffMin()
-	for i := 1; i < failures && d < p.backoffMax(); i++ {
+	limit := p.backoffMax()
+	if !validUntil.After(now) {
+		limit = p.backoffUnstapled()
+	}
+	d := min(p.backoffMin(), limit)
+	for i := 1; i < failures && d < limit; i++ {
 		d *= 2
 	}
-	d = min(d, p.backoffMax())
-	if rnd != nil {
-		d += time.Duration(float64(d) * p.jitter() * (2*rnd() - 1))
-	}
+	d = p.spread(min(d, limit), rnd)
 	d = max(d, retryAfter)
 	if !validUntil.IsZero() {
 		if left := validUntil.Sub(now); left > 0 && d > left {
@@ -94,4 +102,18 @@ func (p Policy) Backoff(failures int, now, validUntil time.Time, retryAfter time
 		}
 	}
 	return now.Add(max(d, 0))
+}
+
+// Idle returns when to look again at a certificate with nothing to ask (no responder URL): BackoffMax,
+// spread by ±Jitter.
+func (p Policy) Idle(now time.Time, rnd func() float64) time.Time {
+	return now.Add(p.spread(p.backoffMax(), rnd))
+}
+
+// spread moves d by ±Jitter of itself; rnd returns a uniform number in [0, 1), nil means no jitter.
+func (p Policy) spread(d time.Duration, rnd func() float64) time.Duration {
+	if rnd == nil {
+		return d
+	}
+	return d + time.Duration(float64(d)*p.jitter()*(2*rnd()-1))
 }

@@ -72,6 +72,7 @@ func TestRefreshAtJitterBounds(t *testing.T) {
 
 func TestBackoff(t *testing.T) {
 	m := time.Minute
+	held := now.Add(24 * time.Hour) // the expiry of a response held, far enough not to shorten anything
 	tests := []struct {
 		name       string
 		p          ocspfetch.Policy
@@ -81,17 +82,23 @@ func TestBackoff(t *testing.T) {
 		rnd        func() float64
 		want       time.Duration
 	}{
-		{"first failure", ocspfetch.Policy{}, 1, time.Time{}, 0, nil, m},
-		{"second doubles", ocspfetch.Policy{}, 2, time.Time{}, 0, nil, 2 * m},
-		{"sixth", ocspfetch.Policy{}, 6, time.Time{}, 0, nil, 32 * m},
-		{"capped at an hour", ocspfetch.Policy{}, 7, time.Time{}, 0, nil, 60 * m},
-		{"many failures stay capped", ocspfetch.Policy{}, 1000, time.Time{}, 0, nil, 60 * m},
-		{"zero failures counts as the first", ocspfetch.Policy{}, 0, time.Time{}, 0, nil, m},
-		{"custom bounds", ocspfetch.Policy{BackoffMin: 10 * time.Second, BackoffMax: 30 * time.Second}, 3, time.Time{}, 0, nil, 30 * time.Second},
+		{"first failure", ocspfetch.Policy{}, 1, held, 0, nil, m},
+		{"second doubles", ocspfetch.Policy{}, 2, held, 0, nil, 2 * m},
+		{"sixth", ocspfetch.Policy{}, 6, held, 0, nil, 32 * m},
+		{"capped at an hour", ocspfetch.Policy{}, 7, held, 0, nil, 60 * m},
+		{"many failures stay capped", ocspfetch.Policy{}, 1000, held, 0, nil, 60 * m},
+		{"zero failures counts as the first", ocspfetch.Policy{}, 0, held, 0, nil, m},
+		{"custom bounds", ocspfetch.Policy{BackoffMin: 10 * time.Second, BackoffMax: 30 * time.Second}, 3, held, 0, nil, 30 * time.Second},
 		{"not past what the held response has left", ocspfetch.Policy{}, 7, now.Add(5 * m), 0, nil, 5 * m},
-		{"an expired held response does not shorten it", ocspfetch.Policy{}, 3, now.Add(-m), 0, nil, 4 * m},
+		{"nothing held: first failure", ocspfetch.Policy{}, 1, time.Time{}, 0, nil, m},
+		{"nothing held: doubles", ocspfetch.Policy{}, 3, time.Time{}, 0, nil, 4 * m},
+		{"nothing held: capped at 5 minutes", ocspfetch.Policy{}, 1000, time.Time{}, 0, nil, 5 * m},
+		{"an expired held response: capped at 5 minutes", ocspfetch.Policy{}, 7, now.Add(-m), 0, nil, 5 * m},
+		{"nothing held: custom cap", ocspfetch.Policy{BackoffUnstapled: 90 * time.Second}, 4, time.Time{}, 0, nil, 90 * time.Second},
+		{"nothing held: never past BackoffMax", ocspfetch.Policy{BackoffMax: 2 * m, BackoffUnstapled: 10 * m}, 9, time.Time{}, 0, nil, 2 * m},
+		{"nothing held: BackoffMin above the cap", ocspfetch.Policy{BackoffMin: 20 * m}, 1, time.Time{}, 0, nil, 5 * m},
 		{"Retry-After postpones", ocspfetch.Policy{}, 1, time.Time{}, 10 * m, nil, 10 * m},
-		{"Retry-After shorter than the backoff", ocspfetch.Policy{}, 5, time.Time{}, m, nil, 16 * m},
+		{"Retry-After shorter than the backoff", ocspfetch.Policy{}, 5, held, m, nil, 16 * m},
 		{"Retry-After not past the held response", ocspfetch.Policy{}, 1, now.Add(3 * m), 10 * m, nil, 3 * m},
 		{"jitter low end", ocspfetch.Policy{}, 2, time.Time{}, 0, fixed(0), 108 * time.Second},
 		{"jitter high end", ocspfetch.Policy{}, 2, time.Time{}, 0, fixed(1), 132 * time.Second},

@@ -153,11 +153,11 @@ func (s *Stapler) failLocked(e *entry, err error, now time.Time, out *outcome) {
 	if he != nil {
 		retryAfter = he.RetryAfter
 	}
-	failures := e.failures
 	if quiet(err) {
-		failures = 64 // nothing to ask: retry at the slow end of the backoff
+		e.next = s.cfg.Policy.Idle(now, s.rnd) // nothing to ask: look again at the slow end of the backoff
+	} else {
+		e.next = s.cfg.Policy.Backoff(e.failures, now, validUntil, retryAfter, s.rnd)
 	}
-	e.next = s.cfg.Policy.Backoff(failures, now, validUntil, retryAfter, s.rnd)
 	s.metrics.failed(reason)
 	if !quiet(err) {
 		ev := s.event(FetchFailed, e, now)

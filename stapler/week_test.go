@@ -181,6 +181,29 @@ func playWeek(t *testing.T, ca *testpki.CA, fake weekResponder) {
 	reqs := fake.log()
 	assertRefreshTimes(t, reqs, t0, policy, fake.latency())
 	assertBackoff(t, reqs, at(36*time.Hour), at(60*time.Hour), fake.latency())
+	// Outage 2 outlived the staple: with nothing to staple the retries are at most BackoffUnstapled (5 min)
+	// apart, so the responder's return is seen within minutes, not the hour of the cap while a staple is held.
+	var expired time.Time // when the last response issued before outage 2 expired
+	for _, r := range fake.issuedSnapshot() {
+		if r.thisUpdate.Before(at(4*day)) && r.nextUpdate.After(expired) {
+			expired = r.nextUpdate
+		}
+	}
+	var failed []time.Time
+	for _, r := range reqs {
+		if r.err != nil && !r.at.Before(expired) && r.at.Before(at(6*day+18*time.Hour)) {
+			failed = append(failed, r.at)
+		}
+	}
+	if len(failed) < 10 {
+		t.Errorf("%d retries in the %v with nothing to staple, want them every few minutes", len(failed), at(6*day+18*time.Hour).Sub(expired))
+	}
+	for i := 1; i < len(failed); i++ {
+		if gap := failed[i].Sub(failed[i-1]); gap > 5*time.Minute+fake.latency() {
+			t.Errorf("with nothing to staple, retry %d came %v after the previous one, want at most 5 min", i, gap)
+			break
+		}
+	}
 	if m := s.Metrics(); m.Failures[fake.outageReason()] == 0 {
 		t.Errorf("failures by reason %v, want %s counted", m.Failures, fake.outageReason())
 	}
