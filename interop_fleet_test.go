@@ -213,7 +213,12 @@ self_fetch_margin = "8s"
 				began := time.Now()
 				st, err := dial(n, l, nil)
 				if err != nil {
-					sw.record(false, n.name+": "+err.Error())
+					aliveMu.Lock()
+					killed := n.dead
+					aliveMu.Unlock()
+					if !killed { // a handshake in flight when its node was killed is cut; that is no staple's fault
+						sw.record(false, n.name+": "+err.Error())
+					}
 					continue
 				}
 				ok, why := stapleOK(st, l, began)
