@@ -94,14 +94,16 @@ func (s *Store) RemoveAll(keys []certs.Key) error {
 // PutFetched stores what one fetch produced, the response and the attempt for the history, in one
 // transaction (one commit, one fsync, where PutResponse and AddAttempt take two). As with PutResponse, a
 // response older than the stored one is kept out and the error wraps ErrOlder; the attempt is stored all the
-// same.
+// same. Concurrent calls are committed together (bbolt's Batch: a write waits up to 10 ms for others to join
+// its transaction), so a sweep pays one commit per group of responses rather than one per response;
+// PutFetched returns once its write is committed.
 func (s *Store) PutFetched(key certs.Key, r Response, a Attempt) error {
 	if err := checkResponse(r); err != nil {
 		return fmt.Errorf("%w (%s)", err, key)
 	}
 	k, v := diskKey(key), encodeResponse(r)
 	var older error
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		older = nil
 		b := tx.Bucket(bucketResponses)
 		if old := b.Get(k); old != nil {

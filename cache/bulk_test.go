@@ -3,8 +3,11 @@ package cache
 import (
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"staple/certs"
 )
@@ -104,5 +107,73 @@ func TestPutFetched(t *testing.T) {
 	}
 	if h, _ := s.History(key); len(h) != 2 {
 		t.Errorf("history has %d attempts, want 2 (the older response's attempt too)", len(h))
+	}
+}
+
+// TestPutFetchedGroupCommit: concurrent PutFetched calls, committed together, each get their own outcome:
+// every response stored, every attempt recorded once (a batch that fails is run again write by write),
+// ErrOlder to the one older than what is stored, and a write that fails (its key leads to a bucket in a
+// mangled file) fails alone.
+func TestPutFetchedGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	bad := testKey("group", 999)
+	s := openTest(t, path, Options{})
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.Bucket(bucketHistory).CreateBucket(diskKey(bad))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stale := testKey("group", 1000)
+	if err := s.PutResponse(stale, testResponse(t0.Add(time.Hour), 200)); err != nil {
+		t.Fatal(err)
+	}
+	put := func(key certs.Key, r Response) error { return s.PutFetched(key, r, Attempt{Time: t0, Reason: "ok"}) }
+
+	// Good writes only.
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { errs[i] = put(testKey("group", int64(i+1)), testResponse(t0, 200)) })
+	}
+	wg.Wait()
+
+	// With a failing and an older one among them: each its own outcome.
+	var badErr, staleErr error
+	wg.Go(func() { badErr = put(bad, testResponse(t0, 200)) })
+	wg.Go(func() { staleErr = put(stale, testResponse(t0, 200)) })
+	for i := range n {
+		wg.Go(func() {
+			if err := put(testKey("group", int64(i+1)), testResponse(t0.Add(time.Second), 200)); err != nil {
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+			continue
+		}
+		key := testKey("group", int64(i+1))
+		if r, err := s.Response(key); err != nil || !r.ThisUpdate.Equal(t0.Add(time.Second)) {
+			t.Errorf("write %d: stored %v, %v; want the second response", i, r.ThisUpdate, err)
+		}
+		if h, _ := s.History(key); len(h) != 2 {
+			t.Errorf("write %d: %d attempts, want 2", i, len(h))
+		}
+	}
+	if !errors.Is(badErr, ErrCorrupt) {
+		t.Errorf("the write to a mangled key: %v, want ErrCorrupt", badErr)
+	}
+	if !errors.Is(staleErr, ErrOlder) {
+		t.Errorf("the older response: %v, want ErrOlder", staleErr)
+	}
+	if h, _ := s.History(stale); len(h) != 1 {
+		t.Errorf("the older response's attempt: %d recorded, want 1", len(h))
+	}
+	if err := s.PutFetched(testKey("group", 1), testResponse(t0.Add(time.Minute), 200), Attempt{Time: t0, Reason: "ok"}); err != nil {
+		t.Errorf("a lone write after the group: %v", err)
 	}
 }
