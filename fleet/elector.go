@@ -98,26 +98,10 @@ var errLeaseLost = errors.New("fleet: election lease lost")
 // so that another node takes over at once. It returns nil when ctx ends.
 func (e *Elector) Run(ctx context.Context) error {
 	defer e.set(stapler.NoLeader, "")
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		start := time.Now()
-		err := e.term(ctx)
-		if ctx.Err() != nil {
-			break
-		}
+	rerun(ctx, e.TTL()/2, e.TTL(), e.term, func(err error) {
 		e.set(stapler.NoLeader, "")
 		e.log.Warn().Err(err).Msg("fleet election session ended; starting another")
-		if time.Since(start) > e.TTL() {
-			backoff = 100 * time.Millisecond
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, e.TTL()/2)
-	}
+	})
 	return nil
 }
 

@@ -119,21 +119,10 @@ func (k *TicketKeys) RotateIfDue(ctx context.Context, every time.Duration) (bool
 // use is Server.UseTicketKeys; its errors are logged. When none are stored, keys a server offered while
 // etcd was away are stored first. On a broken watch it reads and watches again.
 func (k *TicketKeys) Watch(ctx context.Context, use func(tlsserver.TicketKeys) error) error {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := k.follow(ctx, use)
-		if ctx.Err() != nil {
-			break
-		}
+	follow := func(ctx context.Context) error { return k.follow(ctx, use) }
+	rerun(ctx, 5*time.Second, 0, follow, func(err error) {
 		k.log.Warn().Err(err).Msg("fleet ticket keys watch ended; reading again")
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+	})
 	return nil
 }
 

@@ -75,25 +75,9 @@ func (w *Watcher) Stats() WatcherStats {
 // Run follows the store until ctx ends, and returns nil then.
 func (w *Watcher) Run(ctx context.Context) error {
 	go w.flushOnReconnect(ctx)
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		start := time.Now()
-		err := w.follow(ctx)
-		if ctx.Err() != nil {
-			break
-		}
+	rerun(ctx, 5*time.Second, 10*time.Second, w.follow, func(err error) {
 		w.log.Warn().Err(err).Msg("fleet watch ended; reading the store again")
-		if time.Since(start) > 10*time.Second {
-			backoff = 100 * time.Millisecond
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+	})
 	return nil
 }
 
