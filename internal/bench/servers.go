@@ -60,15 +60,21 @@ func (e *Env) StartStapleServe(name, bin string, leaf *Leaf, responderListen str
 	if responderListen != "" {
 		args = append(args, "--responder-listen", responderListen)
 	}
-	p, err := StartProc(name, dir, e.ServerCPU, goEnv, args...)
+	return e.startStapling(name, dir, goEnv, addr, leaf, 30*time.Second, args...)
+}
+
+// startStapling runs a TLS server (argv) in dir and waits, up to timeout each, until it listens on addr and
+// staples leaf.
+func (e *Env) startStapling(name, dir string, env []string, addr string, leaf *Leaf, timeout time.Duration, argv ...string) (*Proc, error) {
+	p, err := StartProc(name, dir, e.ServerCPU, env, argv...)
 	if err != nil {
 		return nil, err
 	}
 	e.Procs.Add(p)
-	if err := p.WaitListening(addr, 30*time.Second); err != nil {
+	if err := p.WaitListening(addr, timeout); err != nil {
 		return nil, err
 	}
-	return p, WaitStapled(context.Background(), p, leaf, 30*time.Second)
+	return p, WaitStapled(context.Background(), p, leaf, timeout)
 }
 
 // StartStatic runs the bare crypto/tls server with leaf's response as its static staple.
@@ -81,16 +87,8 @@ func (e *Env) StartStatic(name string, leaf *Leaf) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartProc(name, dir, e.ServerCPU, goEnv, e.StaticServer, "-cert", leaf.CertFile, "-key", leaf.KeyFile,
-		"-staple", leaf.StapleFile, "-listen", addr)
-	if err != nil {
-		return nil, err
-	}
-	e.Procs.Add(p)
-	if err := p.WaitListening(addr, 10*time.Second); err != nil {
-		return nil, err
-	}
-	return p, WaitStapled(context.Background(), p, leaf, 10*time.Second)
+	return e.startStapling(name, dir, goEnv, addr, leaf, 10*time.Second, e.StaticServer, "-cert", leaf.CertFile,
+		"-key", leaf.KeyFile, "-staple", leaf.StapleFile, "-listen", addr)
 }
 
 var nginxConf = template.Must(template.New("nginx.conf").Parse(`# make bench: nginx with stapling from a file, one worker.
@@ -149,15 +147,8 @@ func (e *Env) StartNginx(name string, leaf *Leaf) (*Proc, error) {
 	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	p, err := StartProc(name, dir, e.ServerCPU, nil, e.Nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
-	if err != nil {
-		return nil, err
-	}
-	e.Procs.Add(p)
-	if err := p.WaitListening(addr, 10*time.Second); err != nil {
-		return nil, err
-	}
-	return p, WaitStapled(context.Background(), p, leaf, 10*time.Second)
+	return e.startStapling(name, dir, nil, addr, leaf, 10*time.Second, e.Nginx, "-p", dir, "-c", conf, "-e",
+		filepath.Join(dir, "error.log"))
 }
 
 // errNoStaple: a full handshake that asked for status got none.
