@@ -179,8 +179,7 @@ func makeCache(t *testing.T, f *labFixture) {
 	srv.waitLog("staple serving", testTimeout)
 	newStapleClient(t, f, "site.test").waitGoodStaple(t, f.tlsAddr, 20*time.Second)
 	srv.stop()
-	resp.cmd.Process.Kill()
-	<-resp.done
+	resp.kill()
 }
 
 // TestInteropDiskCorrupt: serve refuses a corrupt cache file with exit 1 and one line that names it and
@@ -243,8 +242,7 @@ func TestInteropDiskCorrupt(t *testing.T) {
 			}
 			newStapleClient(t, f, "site.test").waitGoodStaple(t, f.tlsAddr, 20*time.Second)
 			srv.stop()
-			resp.cmd.Process.Kill()
-			<-resp.done
+			resp.kill()
 			os.Remove(to)
 			row.note("refused: %q; --reset-cache moved it to %s and stapled", strings.TrimPrefix(line, "staple: "), filepath.Base(to))
 		})
@@ -256,13 +254,7 @@ func TestInteropDiskCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		// bbolt makes a new database in an empty file: what a crash right after creating it leaves.
-		resp := labResponder(t, f, time.Hour)
-		srv := start(t, binary, "serve", "--config", f.config)
-		srv.waitLog("staple serving", testTimeout)
-		newStapleClient(t, f, "site.test").waitGoodStaple(t, f.tlsAddr, 20*time.Second)
-		srv.stop()
-		resp.cmd.Process.Kill()
-		<-resp.done
+		makeCache(t, f)
 		row.note("taken as a new cache: started, fetched, stapled")
 	})
 
@@ -314,8 +306,7 @@ func TestInteropDiskCorrupt(t *testing.T) {
 		mustStaple(t, "cache", "refresh", "--data-dir", f.dataDir)
 		client.waitGoodStaple(t, f.tlsAddr, 20*time.Second)
 		srv.stop()
-		resp.cmd.Process.Kill()
-		<-resp.done
+		resp.kill()
 		row.note("the response was refused at start (no staple while the responder was down), fetched anew after")
 	})
 }

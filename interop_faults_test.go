@@ -146,8 +146,7 @@ func TestInteropResponderFaults(t *testing.T) {
 	for i, fc := range faultCases {
 		faulty.setFault(t, labs[i].leaf.SerialNumber.Text(16), fc.fault)
 	}
-	refused.responder.cmd.Process.Kill()
-	<-refused.responder.done
+	refused.responder.kill()
 	syscall.Kill(down.responder.cmd.Process.Pid, syscall.SIGSTOP)
 	broken := time.Now()
 

@@ -421,7 +421,7 @@ func TestInteropFlappingResponder(t *testing.T) {
 	}{
 		{"http500", func() { setFault("http500") }, func() { setFault("") }},
 		{"drop", func() { setFault("drop") }, func() { setFault("") }},
-		{"killed", func() { resp.cmd.Process.Kill(); <-resp.done }, func() { resp = labResponder(t, f, validity) }},
+		{"killed", func() { resp.kill() }, func() { resp = labResponder(t, f, validity) }},
 	}
 	flaps := map[string]int{}
 	sleep := func(d time.Duration) {

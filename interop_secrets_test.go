@@ -128,15 +128,7 @@ func TestInteropNoSecretsInLogs(t *testing.T) {
 		ex.addFromCache(t, &s, filepath.Join(f.dataDir, "cache.db"), true)
 		s.addAll(ex.clientSecrets)
 		s.control(t, keys, ex)
-		found := s.grep(srv.output() + "\n" + resp.output())
-		for _, leak := range found {
-			t.Errorf("a secret in the log: %s", leak)
-		}
-		row.note("%d debug lines, %d handshakes (%d resumed); %d secrets × encodings (%d needles) found 0 times",
-			ex.debugLines, ex.handshakes, ex.resumed, len(s.names), len(s.needles))
-		if len(found) > 0 {
-			row.note("%d secrets found in the log", len(found))
-		}
+		s.report(t, row, ex, srv.output()+"\n"+resp.output())
 	})
 	t.Run("embedded default", func(t *testing.T) {
 		row := outcome(t, "secrets: none in serve's debug log (embedded default)", "Go crypto/tls client")
@@ -158,15 +150,7 @@ func TestInteropNoSecretsInLogs(t *testing.T) {
 		ex.addFromCache(t, &s, filepath.Join(e.dataDir, "cache.db"), false) // tickets: no session stored
 		s.addAll(ex.clientSecrets)
 		s.control(t, keys, ex)
-		found := s.grep(srv.output())
-		for _, leak := range found {
-			t.Errorf("a secret in the log: %s", leak)
-		}
-		row.note("%d debug lines, %d handshakes (%d resumed); %d secrets × encodings (%d needles) found 0 times",
-			ex.debugLines, ex.handshakes, ex.resumed, len(s.names), len(s.needles))
-		if len(found) > 0 {
-			row.note("%d secrets found in the log", len(found))
-		}
+		s.report(t, row, ex, srv.output())
 	})
 }
 
@@ -465,6 +449,20 @@ func (s *secrets) control(t *testing.T, keyFiles []string, ex *exercised) {
 	if pem != len(keyFiles) || keyLog != wantKeyLog {
 		t.Fatalf("the grep found %d of %d keys in their own files and %d of %d secrets in the key log: it cannot be trusted",
 			pem, len(keyFiles), keyLog, wantKeyLog)
+	}
+}
+
+// report fails t for every secret found in log, and notes on row what was exercised and searched.
+func (s *secrets) report(t *testing.T, row *outcomeRow, ex *exercised, log string) {
+	t.Helper()
+	found := s.grep(log)
+	for _, leak := range found {
+		t.Errorf("a secret in the log: %s", leak)
+	}
+	row.note("%d debug lines, %d handshakes (%d resumed); %d secrets × encodings (%d needles) found 0 times",
+		ex.debugLines, ex.handshakes, ex.resumed, len(s.names), len(s.needles))
+	if len(found) > 0 {
+		row.note("%d secrets found in the log", len(found))
 	}
 }
 

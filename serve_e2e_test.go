@@ -137,6 +137,12 @@ func (p *process) waitLine(substr string, within time.Duration) {
 	}
 }
 
+// kill ends the process with SIGKILL and waits for it.
+func (p *process) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
 // stop sends SIGTERM, waits for the exit and checks it is 0.
 func (p *process) stop() {
 	p.t.Helper()
@@ -309,8 +315,7 @@ func TestServeAgainstOpenSSLResponder(t *testing.T) {
 	}
 
 	// The responder dies: the staple is still served.
-	resp.cmd.Process.Kill()
-	<-resp.done
+	resp.kill()
 	if r := sClient(t, f.tlsAddr, f.root, "site.test"); r.status != "good" {
 		t.Fatalf("with the responder down: staple %q, want good:\n%s", r.status, r.out)
 	}
