@@ -640,10 +640,7 @@ func TestWarmStartSkipsCorruptRecord(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
 		fake := newFakeResponder(t, ca, 4*day)
-		store, err := cache.Open(path, cache.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		store := openStore(t, path)
 		s := mustNew(t, Config{Fetcher: fake, Storage: store})
 		s.Start()
 		key, _ := s.Watch(chain)
@@ -714,10 +711,7 @@ func TestForgetUnwatched(t *testing.T) {
 	path := tempStorePath(t)
 	synctest.Test(t, func(t *testing.T) {
 		fake := newFakeResponder(t, ca, 4*day)
-		store, err := cache.Open(path, cache.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		store := openStore(t, path)
 		s := mustNew(t, Config{Fetcher: fake, Storage: store})
 		s.Start()
 		kept := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
