@@ -48,6 +48,10 @@ type entry struct {
 	waiters []chan struct{}
 	// dirty is set while resp has not reached storage.
 	dirty bool
+	// certDirty is set while the certificate a Watch gave has not reached storage (its write failed, or a
+	// fleet's store lost it): the backlog writes it, before resp, since a fleet's store refuses a response
+	// without its certificate.
+	certDirty bool
 	// expiredSeen is set once the Expired event has been raised for resp.
 	expiredSeen bool
 	timer       *time.Timer // retry wake-up

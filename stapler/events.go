@@ -213,7 +213,7 @@ type Metrics struct {
 	MustStapleBad  int // Must-Staple certificates without one
 	InFlight       int // fetches running
 	Queued         int // fetches due and waiting for a slot
-	PersistBacklog int // responses served but not yet at rest
+	PersistBacklog int // certificates whose response (served) or certificate record is not yet at rest
 	PeakInFlight   int // the most fetches ever running at once
 }
 
@@ -246,7 +246,7 @@ func (s *Stapler) Metrics() Metrics {
 		} else if e.mustStaple {
 			m.MustStapleBad++
 		}
-		if e.dirty {
+		if e.dirty || e.certDirty {
 			m.PersistBacklog++
 		}
 	}

@@ -267,11 +267,20 @@ func (s *Stapler) persist(key certs.Key, r cache.Response) bool {
 }
 
 // persisted accounts for the write of r that returned err: it raises Persisted or PersistFailed and reports
-// whether r is at rest (a newer response kept in its place counts as at rest).
+// whether r is at rest (a newer response kept in its place counts as at rest). A storage that refuses the
+// response because it does not hold the certificate (a fleet's store, after another node or an operator
+// removed it) gets the certificate again from the next backlog pass when a Watch of this node references it.
 func (s *Stapler) persisted(key certs.Key, r cache.Response, err error) bool {
 	if errors.Is(err, cache.ErrOlder) {
 		s.log.Warn().Err(err).Str("key", key.String()).Msg("storage holds a newer response; kept")
 		err = nil
+	}
+	if errors.Is(err, cache.ErrNotFound) {
+		s.mu.Lock()
+		if e := s.entries[key]; e != nil && e.refs > 0 && !e.removed && e.leaf != nil {
+			e.certDirty = true
+		}
+		s.mu.Unlock()
 	}
 	ev := Event{Kind: Persisted, Key: key, Time: s.now(), Status: r.Status, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate}
 	if err != nil {
@@ -284,36 +293,63 @@ func (s *Stapler) persisted(key certs.Key, r cache.Response, err error) bool {
 	return err == nil
 }
 
-// persistBacklog writes again every response whose write failed.
+// persistBacklog writes again every certificate and response whose write failed: the certificate first, as a
+// fleet's store takes no response without it.
 func (s *Stapler) persistBacklog() {
 	if s.cfg.Storage == nil {
 		return
 	}
 	type item struct {
-		e   *entry
-		rec *cache.Response
+		e    *entry
+		cert *cache.Cert
+		rec  *cache.Response
 	}
 	var todo []item
 	s.mu.Lock()
+	now := s.now()
 	for _, e := range s.entries {
-		if e.dirty && e.state == idle && !e.removed && e.resp != nil {
+		if e.state != idle || e.removed {
+			continue
+		}
+		it := item{e: e}
+		if e.certDirty && e.leaf != nil && e.issuer != nil {
+			it.cert = &cache.Cert{Leaf: e.leaf.Raw, Issuer: e.issuer.Raw, URLs: e.urls, MustStaple: e.mustStaple, Added: now}
+		}
+		if e.dirty {
+			it.rec = e.resp
+		}
+		if it.cert != nil || it.rec != nil {
 			e.state = persisting
-			todo = append(todo, item{e, e.resp})
+			todo = append(todo, it)
 		}
 	}
 	s.mu.Unlock()
 	if len(todo) == 0 {
 		return
 	}
-	ok := make([]bool, len(todo))
+	certOK := make([]bool, len(todo))
+	respOK := make([]bool, len(todo))
 	for i, it := range todo {
-		ok[i] = s.persist(it.e.key, *it.rec)
+		if it.cert != nil {
+			if err := s.cfg.Storage.PutCert(it.e.key, *it.cert); err != nil {
+				s.metrics.persistFailures.Add(1)
+				s.log.Warn().Err(err).Str("key", it.e.key.String()).Msg("watched certificate not stored")
+				continue // its response would be refused, or stored without it
+			}
+			certOK[i] = true
+		}
+		if it.rec != nil {
+			respOK[i] = s.persist(it.e.key, *it.rec)
+		}
 	}
 	s.mu.Lock()
-	now := s.now()
+	now = s.now()
 	for i, it := range todo {
 		it.e.state = idle
-		if ok[i] && it.e.resp == it.rec {
+		if certOK[i] {
+			it.e.certDirty = false
+		}
+		if respOK[i] && it.e.resp == it.rec {
 			it.e.dirty = false
 		}
 		s.scheduleLocked(it.e, now)

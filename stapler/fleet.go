@@ -182,15 +182,15 @@ func (s *Stapler) Adopt(key certs.Key, c cache.Cert) error {
 	return nil
 }
 
-// Flush writes again, at once, every response whose write failed (the sweep does it too): for a node whose
-// store has just come back.
+// Flush writes again, at once, every certificate and response whose write failed (the sweep does it too):
+// for a node whose store has just come back.
 func (s *Stapler) Flush() { s.persistBacklog() }
 
 // Withdraw tells the stapler that key's certificate was removed from the fleet's store (another node stopped
 // serving it, or an operator removed it). A certificate no Watch of this node references is forgotten in
 // memory, as Remove does, but storage is left alone (the record is gone from it already). One this node
-// watches is kept and its certificate written back to storage, so that the fleet's leader keeps fetching it
-// for the nodes that serve it; kept says which. An unknown key is ErrNotWatched (as a node's own removal
+// watches is kept and its certificate and valid response written back to storage, so that the fleet's leader
+// keeps fetching it for the nodes that serve it and they staple it meanwhile; kept says which. An unknown key is ErrNotWatched (as a node's own removal
 // comes back by the watch).
 func (s *Stapler) Withdraw(key certs.Key) (kept bool, err error) {
 	now := s.now()
@@ -210,13 +210,27 @@ func (s *Stapler) Withdraw(key certs.Key) (kept bool, err error) {
 		return false, nil
 	}
 	c := cache.Cert{Leaf: e.leaf.Raw, Issuer: e.issuer.Raw, URLs: e.urls, MustStaple: e.mustStaple, Added: now}
+	resp := e.resp
 	s.mu.Unlock()
 	if s.cfg.Storage == nil {
 		return true, nil
 	}
 	if err := s.cfg.Storage.PutCert(key, c); err != nil {
 		s.metrics.persistFailures.Add(1)
+		s.mu.Lock()
+		e.certDirty = true // the sweep writes it again, and the response after it
+		e.dirty = e.dirty || (e.resp != nil && e.resp.ValidAt(now))
+		s.mu.Unlock()
 		return true, fmt.Errorf("stapler: %s: writing the watched certificate back: %w", key, err)
+	}
+	// The response went with the certificate: put it back too, so that the nodes that forgot it staple again
+	// at once rather than at the leader's next fetch (which, when this node leads, may be hours away).
+	if resp != nil && resp.ValidAt(now) && !s.persist(key, *resp) {
+		s.mu.Lock()
+		if e.resp == resp {
+			e.dirty = true
+		}
+		s.mu.Unlock()
 	}
 	return true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -354,6 +355,9 @@ func TestWithdraw(t *testing.T) {
 		if back, err := st.Cert(watchedKey); err != nil || !bytes.Equal(back.Leaf, watched.Leaf.Raw) {
 			t.Errorf("the watched certificate was not written back: %v", err)
 		}
+		if back, err := st.Response(watchedKey); err != nil || !bytes.Equal(back.Raw, s.Staple(watchedKey)) {
+			t.Errorf("the watched certificate's response was not written back: %v", err)
+		}
 		if _, err := st.Cert(adoptedKey); !errors.Is(err, cache.ErrNotFound) {
 			t.Errorf("the adopted certificate is in storage again: %v", err)
 		}
@@ -374,5 +378,106 @@ func TestWithdraw(t *testing.T) {
 			t.Error("the watched certificate was not refreshed")
 		}
 		s.Close(context.Background())
+	})
+}
+
+// certFirstStore is a cache.Store that refuses, as the fleet's store does, a response for a certificate it
+// does not hold, and whose certificate writes can be made to fail.
+type certFirstStore struct {
+	*cache.Store
+	certFail atomic.Pointer[error]
+	refused  atomic.Int64
+}
+
+func (s *certFirstStore) PutCert(key certs.Key, c cache.Cert) error {
+	if err := s.certFail.Load(); err != nil {
+		return *err
+	}
+	return s.Store.PutCert(key, c)
+}
+
+func (s *certFirstStore) PutResponse(key certs.Key, r cache.Response) error {
+	if _, err := s.Store.Cert(key); err != nil {
+		s.refused.Add(1)
+		return fmt.Errorf("no certificate stored: %w", err)
+	}
+	return s.Store.PutResponse(key, r)
+}
+
+func (s *certFirstStore) PutFetched(key certs.Key, r cache.Response, a cache.Attempt) error {
+	if err := s.PutResponse(key, r); err != nil {
+		return err
+	}
+	return s.Store.AddAttempt(key, a)
+}
+
+// TestCertificateBeforeResponse: with a store that takes no response without its certificate (the fleet's),
+// a Watch stores the certificate before the first fetch's response; a certificate whose write failed, or
+// that an operator removed while it is watched, is written again by the backlog before the response, and
+// nothing stays unwritten.
+func TestCertificateBeforeResponse(t *testing.T) {
+	ca := testpki.NewRoot(t, "cert-first CA", testpki.ECDSAP256)
+	path := tempStorePath(t)
+	synctest.Test(t, func(t *testing.T) {
+		st := &certFirstStore{Store: openStore(t, path)}
+		s := mustNew(t, Config{Fetcher: newFakeResponder(t, ca, 4*day), Storage: st, Sweep: "@every 1m"})
+		s.Start()
+		defer s.Close(context.Background())
+		stored := func(what string, key certs.Key) {
+			t.Helper()
+			if _, err := st.Cert(key); err != nil {
+				t.Errorf("%s: certificate not stored: %v", what, err)
+			}
+			if _, err := st.Response(key); err != nil {
+				t.Errorf("%s: response not stored: %v", what, err)
+			}
+			if info, _ := s.Entry(key); !info.Persisted {
+				t.Errorf("%s: the entry says its response is not at rest", what)
+			}
+		}
+
+		// A Watch: the certificate lands before the response; nothing is refused.
+		first, _ := s.Watch(leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}}))
+		synctest.Wait()
+		if n := st.refused.Load(); n != 0 {
+			t.Errorf("%d responses refused after a Watch, want 0: the fetch raced the certificate's write", n)
+		}
+		stored("watched", first)
+
+		// The certificate's write fails: the staple is served all the same, and the next sweep, once the
+		// store is back, writes the certificate, then the response.
+		failure := errDiskFull
+		st.certFail.Store(&failure)
+		second, _ := s.Watch(leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}}))
+		synctest.Wait()
+		if s.Staple(second) == nil {
+			t.Fatal("not stapled while the certificate's write failed")
+		}
+		if m := s.Metrics(); m.PersistBacklog != 1 {
+			t.Errorf("backlog %d with the certificate unwritten, want 1", m.PersistBacklog)
+		}
+		st.certFail.Store(nil)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		stored("after the certificate's write failed", second)
+
+		// An operator removes a watched certificate from the store: the next response is refused, and the
+		// backlog writes the certificate back, then the response.
+		if err := st.Remove(first); err != nil {
+			t.Fatal(err)
+		}
+		refused := st.refused.Load()
+		if _, err := s.Refresh(context.Background(), first); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if st.refused.Load() == refused {
+			t.Fatal("the refreshed response was not refused: the test does not exercise the write back")
+		}
+		s.Flush()
+		stored("after the operator's removal", first)
+		if m := s.Metrics(); m.PersistBacklog != 0 {
+			t.Errorf("backlog %d at the end, want 0", m.PersistBacklog)
+		}
 	})
 }

@@ -112,13 +112,13 @@ func (s *Stapler) Entry(key certs.Key) (Info, bool) {
 // ErrUnhealthy is wrapped by Healthy's errors.
 var ErrUnhealthy = errors.New("stapler: unhealthy")
 
-// Healthy returns nil when every response held has reached storage and every Must-Staple certificate can be
+// Healthy returns nil when every response held, and every watched certificate, has reached storage and every Must-Staple certificate can be
 // stapled; otherwise an error (wrapping ErrUnhealthy) that says what is wrong.
 func (s *Stapler) Healthy() error {
 	m := s.Metrics()
 	var problems []error
 	if m.PersistBacklog > 0 {
-		problems = append(problems, fmt.Errorf("%d responses not yet stored", m.PersistBacklog))
+		problems = append(problems, fmt.Errorf("%d certificates or responses not yet stored", m.PersistBacklog))
 	}
 	if m.MustStapleBad > 0 {
 		problems = append(problems, fmt.Errorf("%d Must-Staple certificates without a valid response", m.MustStapleBad))

@@ -107,7 +107,7 @@ func (s *Stapler) sweep() {
 			s.metrics.expired.Add(1)
 			events = append(events, s.event(Expired, e, now))
 		}
-		backlog = backlog || (e.dirty && e.state == idle)
+		backlog = backlog || ((e.dirty || e.certDirty) && e.state == idle)
 		s.scheduleLocked(e, now)
 	}
 	s.dispatchLocked()

@@ -50,19 +50,34 @@ func (s *Stapler) Watch(chain *certs.Chain) (certs.Key, error) {
 		if e.resp != nil && e.resp.ValidAt(now) && !e.resp.RefreshAt.IsZero() {
 			e.next = e.resp.RefreshAt
 		}
+	}
+	if newCert && s.cfg.Storage != nil {
+		// The certificate goes to storage before the first fetch starts: a fleet's store takes no response
+		// for a certificate it does not hold. The entry is not fetched meanwhile (not idle).
+		hold := e.state == idle
+		if hold {
+			e.state = persisting
+		}
+		s.mu.Unlock()
+		c := cache.Cert{Leaf: chain.Leaf.Raw, Issuer: chain.Issuer.Raw, URLs: urls, MustStaple: mustStaple, Added: now}
+		err := s.cfg.Storage.PutCert(key, c)
+		if err != nil {
+			// The certificate is watched and fetched all the same; the sweep writes it again.
+			s.metrics.persistFailures.Add(1)
+			s.log.Error().Err(err).Str("key", key.String()).Msg("watched certificate not stored")
+		}
+		s.mu.Lock()
+		if hold {
+			e.state = idle
+		}
+		e.certDirty = err != nil
+	}
+	if newCert {
 		s.scheduleLocked(e, now)
 		s.dispatchLocked()
 	}
 	s.mu.Unlock()
 
-	if newCert && s.cfg.Storage != nil {
-		c := cache.Cert{Leaf: chain.Leaf.Raw, Issuer: chain.Issuer.Raw, URLs: urls, MustStaple: mustStaple, Added: now}
-		if err := s.cfg.Storage.PutCert(key, c); err != nil {
-			// The certificate is watched all the same; only a restart before the next Watch would forget it.
-			s.metrics.persistFailures.Add(1)
-			s.log.Error().Err(err).Str("key", key.String()).Msg("watched certificate not stored")
-		}
-	}
 	if len(urls) == 0 {
 		le := s.log.Debug()
 		if mustStaple {
@@ -124,6 +139,9 @@ func (s *Stapler) Import(leaf, issuer *x509.Certificate, r *ocspfetch.Response) 
 		if err := s.cfg.Storage.PutCert(key, c); err != nil {
 			s.metrics.persistFailures.Add(1)
 			s.log.Error().Err(err).Str("key", key.String()).Msg("imported certificate not stored")
+			s.mu.Lock()
+			e.certDirty = true // the sweep writes it again
+			s.mu.Unlock()
 		}
 	}
 	if s.cfg.Storage != nil && s.persist(key, *rec) {
