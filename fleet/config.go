@@ -29,6 +29,10 @@ var (
 	ErrUnavailable = errors.New("fleet: etcd is unreachable")
 	// ErrConflict: a read-modify-write lost to concurrent writers too many times.
 	ErrConflict = errors.New("fleet: concurrent writes")
+	// ErrNoCert: a response or a fetch attempt was offered for a certificate the store does not hold (it was
+	// removed, or its write has not landed), and was not written: the store never holds a response without its
+	// certificate, so that a node reading it never staples what nobody serves. It wraps cache.ErrNotFound.
+	ErrNoCert = fmt.Errorf("fleet: no certificate stored: %w", cache.ErrNotFound)
 	// ErrConfig: the configuration cannot be used.
 	ErrConfig = errors.New("fleet: bad configuration")
 )

@@ -128,6 +128,7 @@ func BenchmarkWatchDelivery(b *testing.B) {
 	chain := testChain(b, ca)
 	key := certs.NewKey(chain.Issuer, chain.Leaf)
 	writer := NewStore(connect(b, cfg), cfg)
+	putCert(b, writer, chain)
 	got := make(chan time.Time, 1)
 	tgt := &chanTarget{got: got}
 	w := NewWatcher(connect(b, cfg), cfg, tgt)

@@ -48,34 +48,44 @@ func (s *Store) ReadOnly() bool { return false }
 
 // PutResponse stores r as the response of key only if the stored one has an older thisUpdate, compared in
 // the write's transaction: a response whose thisUpdate equals the stored one is not written again (nil), and
-// one older than the stored one is refused with ErrStale (which wraps cache.ErrOlder).
+// one older than the stored one is refused with ErrStale (which wraps cache.ErrOlder). The same transaction
+// requires the certificate of key to be stored, else ErrNoCert: a fetch that ends after a node or an operator
+// removed the certificate leaves no response behind for the other nodes to take up.
 func (s *Store) PutResponse(key certs.Key, r cache.Response) error {
 	rec, err := cache.EncodeResponse(r)
 	if err != nil {
 		return fmt.Errorf("fleet: %s: %w", key, err)
 	}
 	stamp := r.ThisUpdate.UTC().Format(stampLayout)
-	rk, tk := s.keys.response(key), s.keys.thisUpdate(key)
+	ck, rk, tk := s.keys.cert(key), s.keys.response(key), s.keys.thisUpdate(key)
 	put := []clientv3.Op{clientv3.OpPut(rk, string(rec)), clientv3.OpPut(tk, stamp)}
 	resp, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.TxnResponse, error) {
-		// The outer comparison catches a first write (a missing key compares false on its value); the inner
-		// one writes only over an older thisUpdate, and otherwise reads the stored one to tell why not.
+		// The outer comparison requires the certificate; the middle one catches a first write (a missing key
+		// compares false on its value); the inner one writes only over an older thisUpdate, and otherwise
+		// reads the stored one to tell why not.
 		return s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(tk), "=", 0)).
-			Then(put...).
-			Else(clientv3.OpTxn(
-				[]clientv3.Cmp{clientv3.Compare(clientv3.Value(tk), "<", stamp)},
+			If(clientv3.Compare(clientv3.CreateRevision(ck), ">", 0)).
+			Then(clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(tk), "=", 0)},
 				put,
-				[]clientv3.Op{clientv3.OpGet(tk)},
+				[]clientv3.Op{clientv3.OpTxn(
+					[]clientv3.Cmp{clientv3.Compare(clientv3.Value(tk), "<", stamp)},
+					put,
+					[]clientv3.Op{clientv3.OpGet(tk)},
+				)},
 			)).Commit()
 	})
 	if err != nil {
 		return err
 	}
-	if resp.Succeeded {
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: %s: response not written", ErrNoCert, key)
+	}
+	first := resp.Responses[0].GetResponseTxn()
+	if first.Succeeded {
 		return nil
 	}
-	inner := resp.Responses[0].GetResponseTxn()
+	inner := first.Responses[0].GetResponseTxn()
 	if inner.Succeeded {
 		return nil
 	}
@@ -158,12 +168,13 @@ func (s *Store) Certs(fn func(key certs.Key, c cache.Cert, err error) error) err
 	return err
 }
 
-// AddAttempt appends a to the history of key, keeping the last cache.MaxHistory attempts. Concurrent
-// writers are serialized by comparing the history's revision: a lost race returns the history as it now is
-// in the same round trip, and the next try waits a random moment so that two writers in step fall out of it.
-// After maxCASRetries lost races it gives up with ErrConflict (the history is a diagnostic).
+// AddAttempt appends a to the history of key, keeping the last cache.MaxHistory attempts, if the certificate
+// of key is stored (else ErrNoCert, as PutResponse). Concurrent writers are serialized by comparing the
+// history's revision: a lost race returns the history as it now is in the same round trip, and the next try
+// waits a random moment so that two writers in step fall out of it. After maxCASRetries lost races it gives
+// up with ErrConflict (the history is a diagnostic).
 func (s *Store) AddAttempt(key certs.Key, a cache.Attempt) error {
-	hk := s.keys.history(key)
+	ck, hk := s.keys.cert(key), s.keys.history(key)
 	got, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.GetResponse, error) {
 		return s.cli.Get(ctx, hk)
 	})
@@ -179,14 +190,19 @@ func (s *Store) AddAttempt(key certs.Key, a cache.Attempt) error {
 		}
 		rec := cache.AppendAttempt(old, a)
 		resp, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.TxnResponse, error) {
-			return s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(hk), "=", rev)).
-				Then(clientv3.OpPut(hk, string(rec))).Else(clientv3.OpGet(hk)).Commit()
+			return s.cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.ModRevision(hk), "=", rev), clientv3.Compare(clientv3.CreateRevision(ck), ">", 0)).
+				Then(clientv3.OpPut(hk, string(rec))).
+				Else(clientv3.OpGet(hk), clientv3.OpGet(ck, clientv3.WithCountOnly())).Commit()
 		})
 		if err != nil {
 			return err
 		}
 		if resp.Succeeded {
 			return nil
+		}
+		if resp.Responses[1].GetResponseRange().Count == 0 {
+			return fmt.Errorf("%w: %s: fetch attempt not recorded", ErrNoCert, key)
 		}
 		kvs = resp.Responses[0].GetResponseRange().Kvs
 		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond) << try)))

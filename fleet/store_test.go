@@ -28,6 +28,7 @@ func TestPutResponseNewerOnly(t *testing.T) {
 	key := certs.NewKey(chain.Issuer, chain.Leaf)
 	t0 := time.Now().Truncate(time.Second)
 	older, newer, newest := record(t, ca, chain, t0), record(t, ca, chain, t0.Add(time.Minute)), record(t, ca, chain, t0.Add(2*time.Minute))
+	putCert(t, fast, chain)
 
 	if err := fast.PutResponse(key, newer); err != nil {
 		t.Fatalf("first write: %v", err)
@@ -67,6 +68,7 @@ func TestPutResponseRace(t *testing.T) {
 	for i := range recs {
 		recs[i] = record(t, ca, chain, t0.Add(time.Duration((i*7)%len(recs))*time.Second)) // shuffled ages
 	}
+	putCert(t, NewStore(connect(t, cfg), cfg), chain)
 	var wg sync.WaitGroup
 	var stale, failed sync.Map
 	for n := range nodes {
@@ -135,6 +137,7 @@ func TestStoreRecords(t *testing.T) {
 
 	key := certs.NewKey(chain.Issuer, chain.Leaf)
 	rec := record(t, ca, chain, time.Now().Truncate(time.Second))
+	putCert(t, st, chain)
 	if err := st.PutResponse(key, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +150,7 @@ func TestStoreRecords(t *testing.T) {
 	if want, _ := cache.EncodeResponse(rec); !bytes.Equal(raw.Kvs[0].Value, want) {
 		t.Error("the etcd value is not the cache's response record")
 	}
-	if _, err := st.Cert(key); !errors.Is(err, cache.ErrNotFound) {
+	if _, err := st.Cert(certs.KeyFor(bytes.Repeat([]byte{2}, 32), big.NewInt(1))); !errors.Is(err, cache.ErrNotFound) {
 		t.Errorf("Cert of an unwatched key: %v, want cache.ErrNotFound", err)
 	}
 
@@ -177,8 +180,63 @@ func TestStoreRecords(t *testing.T) {
 	if h, err := st.History(key); err != nil || h != nil {
 		t.Errorf("History after Remove: %v, %v", h, err)
 	}
+	putCert(t, st, chain)
 	if err := st.PutResponse(key, record(t, ca, chain, rec.ThisUpdate.Add(-time.Hour))); err != nil {
-		t.Errorf("a write after Remove compares with nothing: %v", err)
+		t.Errorf("a write after Remove and a new PutCert compares with nothing: %v", err)
+	}
+}
+
+// TestStoreNeedsTheCert: a response or an attempt for a certificate the store does not hold (removed while a
+// fetch was in flight) is refused with ErrNoCert and leaves nothing behind, so that no node takes up a
+// response for a certificate that nobody serves.
+func TestStoreNeedsTheCert(t *testing.T) {
+	e := startEtcd(t)
+	cfg := e.config(t)
+	cli := connect(t, cfg)
+	st := NewStore(cli, cfg)
+	ca := testpki.NewRoot(t, "needs-the-cert CA", testpki.ECDSAP256)
+	chain := testChain(t, ca)
+	key := certs.NewKey(chain.Issuer, chain.Leaf)
+	t0 := time.Now().Truncate(time.Second)
+	attempt := cache.Attempt{Time: t0, Reason: "ok", Status: ocspfetch.Good, URL: "http://ocsp.test/"}
+	refused := func(when string) {
+		t.Helper()
+		err := st.PutResponse(key, record(t, ca, chain, t0.Add(time.Hour)))
+		if !errors.Is(err, ErrNoCert) || !errors.Is(err, cache.ErrNotFound) {
+			t.Errorf("%s: PutResponse: %v, want ErrNoCert wrapping cache.ErrNotFound", when, err)
+		}
+		if err := st.AddAttempt(key, attempt); !errors.Is(err, ErrNoCert) {
+			t.Errorf("%s: AddAttempt: %v, want ErrNoCert", when, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, k := range []string{st.keys.response(key), st.keys.thisUpdate(key), st.keys.history(key)} {
+			if got, err := cli.Get(ctx, k); err != nil || len(got.Kvs) != 0 {
+				t.Errorf("%s: %s is stored (%v)", when, k, err)
+			}
+		}
+	}
+	refused("never stored")
+
+	putCert(t, st, chain)
+	if err := st.PutResponse(key, record(t, ca, chain, t0)); err != nil {
+		t.Fatalf("with the certificate stored: %v", err)
+	}
+	if err := st.AddAttempt(key, attempt); err != nil {
+		t.Fatalf("with the certificate stored: %v", err)
+	}
+	if err := st.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	refused("after Remove")
+}
+
+// putCert stores chain's certificate, as a Watch does before any response is written.
+func putCert(t testing.TB, st *Store, chain *certs.Chain) {
+	t.Helper()
+	c := cache.Cert{Leaf: chain.Leaf.Raw, Issuer: chain.Issuer.Raw, URLs: chain.Leaf.OCSPServer, Added: time.Now()}
+	if err := st.PutCert(certs.NewKey(chain.Issuer, chain.Leaf), c); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -228,6 +286,7 @@ func TestStoreFailsWhileEtcdIsDown(t *testing.T) {
 	ca := testpki.NewRoot(t, "down CA", testpki.ECDSAP256)
 	chain := testChain(t, ca)
 	key := certs.NewKey(chain.Issuer, chain.Leaf)
+	putCert(t, st, chain)
 	if err := st.PutResponse(key, record(t, ca, chain, time.Now().Truncate(time.Second))); err != nil {
 		t.Fatal(err)
 	}
