@@ -56,12 +56,15 @@ CONFIGURATION
         [[export]]  cert, path ("{cert}.ocsp", HAProxy's layout; {key} is the cache key), format (der or
                     base64), reload = ["systemctl", "reload", "nginx"], reload_timeout
         [fleet]     endpoints = ["http://etcd1:2379"], prefix ("/staple/"), cert_file, key_file, ca_file,
-                    username, password, lease_ttl (10s), node, self_fetch (true), self_fetch_margin (2h)
+                    username, password, lease_ttl (10s), node, self_fetch (true), self_fetch_margin (2h),
+                    unserved_after (1h), remove_unserved (true)
 
     With [fleet], nodes share one etcd cluster: the elected leader alone asks the CAs, every node staples
     what lands in etcd, session tickets made on one node resume on all of them (the ticket keys are shared
     and rotated by the leader), and when etcd is away every node staples from memory and fetches for itself
-    what nears expiry. 'staple cache --config FILE' reads the fleet's store when no service answers.
+    what nears expiry. Each node claims the certificates it serves; the leader removes from etcd those
+    that no node has served for unserved_after (renewed while their node was stopped, or left with it).
+    'staple cache --config FILE' reads the fleet's store when no service answers.
 
     The first site whose names match the client's SNI serves it; a site without names (else the first site)
     serves clients that match none or send no SNI.

@@ -69,6 +69,9 @@ type Config struct {
 	// LeaseTTL is the election's lease, rounded down to whole seconds (etcd's unit; at least 2 s, etcd's
 	// minimum). Zero means DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// UnservedAfter is how long a certificate may go without a node claiming it (Claims) before the leader
+	// removes it from the store. Zero means DefaultUnservedAfter; negative means never.
+	UnservedAfter time.Duration
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives the fleet's structured log. The zero Logger logs nothing.

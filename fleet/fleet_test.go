@@ -24,6 +24,7 @@ type member struct {
 	el      *Elector
 	st      *stapler.Stapler
 	w       *Watcher
+	claims  *Claims
 	store   *Store
 	cancel  context.CancelFunc
 	stopped chan struct{}
@@ -55,9 +56,11 @@ func startMember(t *testing.T, cfg Config, name string, fetcher stapler.Fetcher,
 	if err := m.st.Start(); err != nil {
 		t.Fatal(err)
 	}
-	wDone := make(chan struct{})
+	wDone, cDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(wDone); m.w.Run(ctx) }()
-	go func() { <-elDone; <-wDone; close(m.stopped) }()
+	m.claims = NewClaims(cli, cfg, name, m.st.Watched, func() bool { return m.el.Role() == stapler.Leader })
+	go func() { defer close(cDone); m.claims.Run(ctx) }()
+	go func() { <-elDone; <-wDone; <-cDone; close(m.stopped) }()
 	t.Cleanup(m.stop)
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"staple/cache"
@@ -28,8 +29,12 @@ type Store struct {
 
 var _ stapler.Storage = (*Store)(nil)
 
-// pageSize is how many records one range request of a walk returns.
-const pageSize = 256
+// pageSize is how many records one range request of a walk returns; keysPageSize how many keys one of a
+// keys-only scan does.
+const (
+	pageSize     = 256
+	keysPageSize = 2048
+)
 
 // maxCASRetries bounds the read-modify-write loops (history) under contention.
 const maxCASRetries = 8
@@ -222,12 +227,30 @@ func (s *Store) History(key certs.Key) ([]cache.Attempt, error) {
 // Remove forgets key entirely, in one transaction: its certificate, response and history.
 func (s *Store) Remove(key certs.Key) error {
 	_, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.TxnResponse, error) {
-		return s.cli.Txn(ctx).Then(
-			clientv3.OpDelete(s.keys.cert(key)), clientv3.OpDelete(s.keys.response(key)),
-			clientv3.OpDelete(s.keys.thisUpdate(key)), clientv3.OpDelete(s.keys.history(key)),
-		).Commit()
+		return s.cli.Txn(ctx).Then(s.removeOps(key)...).Commit()
 	})
 	return err
+}
+
+// RemoveUnclaimed is Remove if no node claims the certificate of key (Claims), compared in the same
+// transaction; it reports whether it removed it.
+func (s *Store) RemoveUnclaimed(key certs.Key) (bool, error) {
+	resp, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.TxnResponse, error) {
+		return s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(s.keys.claims(key)), "=", 0).WithPrefix()).
+			Then(s.removeOps(key)...).Commit()
+	})
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+func (s *Store) removeOps(key certs.Key) []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpDelete(s.keys.cert(key)), clientv3.OpDelete(s.keys.response(key)),
+		clientv3.OpDelete(s.keys.thisUpdate(key)), clientv3.OpDelete(s.keys.history(key)),
+	}
 }
 
 func (s *Store) get(key string) ([]byte, error) {
@@ -246,10 +269,22 @@ func (s *Store) get(key string) ([]byte, error) {
 // walk calls fn for every key under dir in order, page by page at the revision of the first page, and
 // returns that revision (a watch from the next one misses nothing). fn runs between requests.
 func (s *Store) walk(dir string, fn func(key certs.Key, v []byte, err error) error) (int64, error) {
-	start, end := s.keys.dir(dir), clientv3.GetPrefixRangeEnd(s.keys.dir(dir))
+	return s.scan(s.keys.dir(dir), false, func(kv *mvccpb.KeyValue) error {
+		key, err := s.keys.parse(dir, string(kv.Key))
+		return fn(key, kv.Value, err)
+	})
+}
+
+// scan calls fn for every key-value under prefix in order (keys only: values left empty), page by page at
+// the revision of the first page, which it returns. fn runs between requests.
+func (s *Store) scan(prefix string, keysOnly bool, fn func(kv *mvccpb.KeyValue) error) (int64, error) {
+	start, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
 	var rev int64
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
+		if keysOnly {
+			opts = []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(keysPageSize), clientv3.WithKeysOnly()}
+		}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
@@ -263,8 +298,7 @@ func (s *Store) walk(dir string, fn func(key certs.Key, v []byte, err error) err
 			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
-			key, err := s.keys.parse(dir, string(kv.Key))
-			if err := fn(key, kv.Value, err); err != nil {
+			if err := fn(kv); err != nil {
 				return rev, err
 			}
 		}

@@ -129,6 +129,11 @@ type FleetConfig struct {
 	// SelfFetchMargin (default 2 h). Default true.
 	SelfFetch       *bool    `toml:"self_fetch"`
 	SelfFetchMargin Duration `toml:"self_fetch_margin"`
+	// UnservedAfter is how long a certificate may go with no node serving it (renewed while its node was
+	// stopped, or served by a node that left) before the leader removes it from the fleet's store. Default
+	// 1 h, at least 1 min. RemoveUnserved false keeps such certificates (and their fetches) for good.
+	UnservedAfter  Duration `toml:"unserved_after"`
+	RemoveUnserved *bool    `toml:"remove_unserved"`
 }
 
 // Enabled reports whether the node is in a fleet.
@@ -402,6 +407,9 @@ func (c *Config) checkFleet() error {
 	}
 	if f.LeaseTTL.Duration != 0 && f.LeaseTTL.Duration < 2*time.Second {
 		return c.Errorf("fleet.lease_ttl", "%v is shorter than etcd's minimum lease of 2s", f.LeaseTTL.Duration)
+	}
+	if d := f.UnservedAfter.Duration; d != 0 && d < time.Minute {
+		return c.Errorf("fleet.unserved_after", "%v is shorter than 1m: a node's restart would lose its certificates from the fleet", d)
 	}
 	return nil
 }

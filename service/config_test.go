@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestParseConfigFull(t *testing.T) {
@@ -76,6 +78,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"fleet endpoint", "[fleet]\nendpoints = [\"127.0.0.1:2379\"]\n", `s.toml:2: fleet.endpoints: "127.0.0.1:2379" is not an http:// or https:// URL`},
 		{"fleet short lease", "[fleet]\nendpoints = [\"http://e:2379\"]\nlease_ttl = \"1s\"\n", "s.toml:3: fleet.lease_ttl: 1s is shorter than etcd's minimum lease of 2s"},
 		{"sessions", "sessions = \"redis\"\n", `s.toml:1: sessions: "redis" is not tickets or store`},
+		{"fleet short unserved", "[fleet]\nendpoints = [\"http://e:2379\"]\nunserved_after = \"30s\"\n", "s.toml:3: fleet.unserved_after: 30s is shorter than 1m: a node's restart would lose its certificates from the fleet"},
 		{"fleet key alone", "[fleet]\nendpoints = [\"http://e:2379\"]\ncert_file = \"c.pem\"\n", "s.toml:3: fleet.cert_file: cert_file and key_file go together"},
 		{"lab url", "lab_responder_url = \"https://x\"\n", `s.toml:1: lab_responder_url: "https://x" is not an http:// URL`},
 	}
@@ -135,4 +138,26 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted config without defaults: %+v", c)
 		}
 	})
+}
+
+// TestFleetUnserved: unserved_after reaches the fleet's configuration, remove_unserved = false turns the
+// removal off, and neither set means the fleet's default.
+func TestFleetUnserved(t *testing.T) {
+	for _, tt := range []struct {
+		doc  string
+		want time.Duration
+	}{
+		{"", 0},
+		{"unserved_after = \"2h\"\n", 2 * time.Hour},
+		{"unserved_after = \"2h\"\nremove_unserved = false\n", -1},
+		{"remove_unserved = true\n", 0},
+	} {
+		c, err := ParseConfig([]byte("[fleet]\nendpoints = [\"http://e:2379\"]\n"+tt.doc), "s.toml")
+		if err != nil {
+			t.Fatalf("%q: %v", tt.doc, err)
+		}
+		if got := c.FleetConfig(zerolog.Nop()).UnservedAfter; got != tt.want {
+			t.Errorf("%q: UnservedAfter %v, want %v", tt.doc, got, tt.want)
+		}
+	}
 }

@@ -22,6 +22,7 @@ type fleetNode struct {
 	cli      *clientv3.Client
 	store    *fleet.Store
 	elector  *fleet.Elector
+	name     string // this node's, in the election and its claims
 	tickets  *fleet.TicketKeys
 	sessions *fleet.Sessions // nil unless sessions = "store"
 }
@@ -33,9 +34,18 @@ func (c *Config) FleetConfig(log zerolog.Logger) fleet.Config {
 		Endpoints: f.Endpoints, Prefix: f.Prefix,
 		CertFile: f.CertFile, KeyFile: f.KeyFile, CAFile: f.CAFile,
 		Username: f.Username, Password: f.Password,
-		LeaseTTL: f.LeaseTTL.Duration,
-		Logger:   log.With().Str("component", "fleet").Logger(),
+		LeaseTTL: f.LeaseTTL.Duration, UnservedAfter: f.unservedAfter(),
+		Logger: log.With().Str("component", "fleet").Logger(),
 	}
+}
+
+// unservedAfter is fleet.Config's UnservedAfter from the [fleet] table: negative (never) when
+// remove_unserved is false.
+func (f FleetConfig) unservedAfter() time.Duration {
+	if f.RemoveUnserved != nil && !*f.RemoveUnserved {
+		return -1
+	}
+	return f.UnservedAfter.Duration
 }
 
 // joinFleet connects to the fleet's etcd (without waiting for it: a node staples from memory while etcd is
@@ -54,6 +64,7 @@ func (s *Service) joinFleet(ctx context.Context) (*fleetNode, error) {
 		name = net.JoinHostPort(host, s.cfg.Listen)
 	}
 	n.elector = fleet.NewElector(cli, fc, name)
+	n.name = name
 	n.elector.OnChange = func(r stapler.Role) {
 		if st := s.stapler; st != nil {
 			st.RoleChanged()

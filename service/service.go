@@ -202,6 +202,9 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if s.fleet != nil {
 		watcher := fleet.NewWatcher(s.fleet.cli, s.fleet.cfg, s.stapler)
 		background("fleet-watch", func() error { return watcher.Run(ctx) })
+		claims := fleet.NewClaims(s.fleet.cli, s.fleet.cfg, s.fleet.name, s.stapler.Watched,
+			func() bool { return s.fleet.elector.Role() == stapler.Leader })
+		background("fleet-claims", func() error { return claims.Run(ctx) })
 	}
 	closers = append(closers, func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -88,6 +88,19 @@ func (s *Stapler) Entries() []Info {
 	return out
 }
 
+// Watched returns the keys of the certificates that a Watch references (what this node serves), in no order.
+func (s *Stapler) Watched() []certs.Key {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]certs.Key, 0, len(s.entries))
+	for k, e := range s.entries {
+		if e.refs > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Entry returns one certificate with its fetch history.
 func (s *Stapler) Entry(key certs.Key) (Info, bool) {
 	s.mu.Lock()
