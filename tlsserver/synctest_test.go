@@ -301,3 +301,67 @@ func TestTicketKeysForLaterConnections(t *testing.T) {
 		})
 	}
 }
+
+// TestHookContext checks the context the hooks get: its deadline is the handshake's, a hook that waits on
+// it is released at the deadline with DeadlineExceeded, and once a handshake has returned the context a
+// hook kept is done with Canceled.
+func TestHookContext(t *testing.T) {
+	f := newFixture(t, testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		type seen struct {
+			deadline time.Time
+			ok       bool
+			err      error
+			ctx      context.Context
+		}
+		hooks := make(chan seen, 2)
+		wait := true
+		rec := newRecorder()
+		srv := &Server{SecureContext: f.context(f.leaf), HandshakeTimeout: 5 * time.Second}
+		srv.OCSPRequest = func(ctx context.Context, _, _ *x509.Certificate) ([]byte, error) {
+			d, ok := ctx.Deadline()
+			if ctx.Err() != nil {
+				t.Errorf("the hook's context is done on entry: %v", ctx.Err())
+			}
+			if wait {
+				<-ctx.Done()
+			}
+			hooks <- seen{d, ok, ctx.Err(), ctx}
+			return nil, nil
+		}
+		rec.hook(srv)
+		l, stop := servePipe(t, srv)
+		defer stop()
+
+		start := time.Now()
+		done, _ := clientHandshake(t, l, f.bubbleConfig(tls.VersionTLS13))
+		h := <-hooks
+		if !h.ok || !h.deadline.Equal(start.Add(5*time.Second)) {
+			t.Errorf("Deadline() = %v, %v; want %v", h.deadline, h.ok, start.Add(5*time.Second))
+		}
+		if !errors.Is(h.err, context.DeadlineExceeded) || time.Since(start) != 5*time.Second {
+			t.Errorf("a waiting hook was released after %v with %v, want 5s and DeadlineExceeded", time.Since(start), h.err)
+		}
+		if e := <-rec.errs; !errors.Is(e.err, ErrHandshakeTimeout) {
+			t.Errorf("ClientError got %v, want ErrHandshakeTimeout", e.err)
+		}
+		<-done
+
+		wait = false
+		done, _ = clientHandshake(t, l, f.bubbleConfig(tls.VersionTLS13))
+		h = <-hooks
+		must(t, <-done)
+		rec.nextSecure(t)
+		if h.err != nil {
+			t.Errorf("the hook's context was done during the handshake: %v", h.err)
+		}
+		if err := h.ctx.Err(); !errors.Is(err, context.Canceled) {
+			t.Errorf("the hook's context after the handshake: %v, want Canceled", err)
+		}
+		select {
+		case <-h.ctx.Done():
+		default:
+			t.Error("the hook's context is not done after the handshake")
+		}
+	})
+}
