@@ -298,16 +298,22 @@ func TestFleetFollowsRemovals(t *testing.T) {
 		t.Errorf("%d withdrawals counted, want at least 2", got)
 	}
 
-	// A removal while c's watcher is down is caught when it reads the store again.
-	third := testChain(t, ca)
+	// A removal while c's watcher is down is caught when it reads the store again: of a certificate c only
+	// knew, forgotten; of one c serves, written back.
+	third, fourth := testChain(t, ca), testChain(t, ca)
 	thirdKey, _ := a.st.Watch(third)
-	eventually(t, 5*time.Second, "c knows the third certificate", func() bool {
+	fourthKey, _ := c.st.Watch(fourth)
+	eventually(t, 5*time.Second, "c knows the third certificate, and the fourth's response is stored", func() bool {
 		_, ok := c.st.Entry(thirdKey)
-		return ok
+		_, err := a.store.Response(fourthKey)
+		return ok && err == nil && c.staple(fourthKey) != nil
 	})
 	c.cancel()
 	<-c.stopped
 	if err := a.st.Unwatch(thirdKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewStore(connect(t, cfg), cfg).Remove(fourthKey); err != nil {
 		t.Fatal(err)
 	}
 	w := NewWatcher(c.cli, cfg, c.st)
@@ -321,5 +327,13 @@ func TestFleetFollowsRemovals(t *testing.T) {
 	})
 	if _, ok := c.st.Entry(sharedKey); !ok {
 		t.Error("c's full read forgot a certificate that is still stored")
+	}
+	eventually(t, 5*time.Second, "c's full read writes back the certificate it serves, with its response", func() bool {
+		_, errC := a.store.Cert(fourthKey)
+		_, errR := a.store.Response(fourthKey)
+		return errC == nil && errR == nil
+	})
+	if c.staple(fourthKey) == nil {
+		t.Error("c no longer staples the certificate it serves")
 	}
 }

@@ -82,8 +82,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 // follow reads the certificates and responses stored, then watches both from the revisions read, until the
-// watch fails or ctx ends. What the target knows without a Watch and the store no longer holds was removed
-// while nobody watched (before this node started, or while its watch was broken): it is withdrawn.
+// watch fails or ctx ends. What the target knows and the store no longer holds was removed while this node
+// did not watch (before it started, or while its watch was broken), or its write failed: it is withdrawn,
+// which forgets it, or writes it back when this node serves it.
 func (w *Watcher) follow(ctx context.Context) error {
 	w.resyncs.Add(1)
 	stored := map[certs.Key]bool{}
@@ -98,8 +99,8 @@ func (w *Watcher) follow(ctx context.Context) error {
 		return err
 	}
 	for _, in := range w.target.Entries() {
-		if !in.Watched && !stored[in.Key] {
-			w.withdraw(in.Key)
+		if !stored[in.Key] {
+			w.withdraw(in.Key) // forgotten, or written back if this node serves it
 		}
 	}
 	respRev, err := w.store.walk(dirResponses, func(key certs.Key, v []byte, err error) error {
