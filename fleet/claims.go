@@ -183,12 +183,17 @@ func (c *Claims) reconcile(lease clientv3.LeaseID, claimed map[certs.Key]bool) e
 	return nil
 }
 
+// forget drops what look counted: only what successive looks of one leader saw unclaimed counts.
+func (c *Claims) forget() {
+	clear(c.unclaimed)
+	c.lastLook = time.Time{}
+}
+
 // look is the leader's part: every c.collect, it reads the certificates and the claims and removes what has
 // gone unclaimed for c.grace. A node that does not lead forgets what it counted.
 func (c *Claims) look() {
 	if !c.leads() {
-		clear(c.unclaimed)
-		c.lastLook = time.Time{}
+		c.forget()
 		return
 	}
 	now := c.now()
@@ -206,6 +211,7 @@ func (c *Claims) look() {
 	})
 	if err != nil {
 		c.log.Warn().Err(err).Msg("fleet certificates not read for unserved ones")
+		c.forget() // a certificate claimed meanwhile must not be counted as unclaimed throughout
 		return
 	}
 	served := map[certs.Key]bool{}
@@ -217,6 +223,7 @@ func (c *Claims) look() {
 	})
 	if err != nil {
 		c.log.Warn().Err(err).Msg("fleet claims not read for unserved certificates")
+		c.forget()
 		return
 	}
 	for k := range c.unclaimed {

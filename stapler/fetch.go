@@ -345,7 +345,7 @@ func (s *Stapler) persistBacklog() {
 	s.mu.Lock()
 	now = s.now()
 	for i, it := range todo {
-		it.e.state = idle
+		s.releaseLocked(it.e, now)
 		if certOK[i] {
 			it.e.certDirty = false
 		}
@@ -356,6 +356,15 @@ func (s *Stapler) persistBacklog() {
 	}
 	s.dispatchLocked()
 	s.mu.Unlock()
+}
+
+// releaseLocked ends a write that held e (state persisting) outside a fetch: e is idle again, and due at once
+// if a Refresh came meanwhile (it set again, or waits), as after a fetch.
+func (s *Stapler) releaseLocked(e *entry, now time.Time) {
+	e.state = idle
+	if e.again || len(e.waiters) > 0 {
+		e.next = now
+	}
 }
 
 // reasonOf is ocspfetch.Reason with the stapler's own failures named.

@@ -385,11 +385,15 @@ func TestWithdraw(t *testing.T) {
 // does not hold, and whose certificate writes can be made to fail.
 type certFirstStore struct {
 	*cache.Store
-	certFail atomic.Pointer[error]
-	refused  atomic.Int64
+	certFail  atomic.Pointer[error]
+	certBlock atomic.Pointer[chan struct{}] // when set, PutCert waits for it to be closed
+	refused   atomic.Int64
 }
 
 func (s *certFirstStore) PutCert(key certs.Key, c cache.Cert) error {
+	if b := s.certBlock.Load(); b != nil {
+		<-*b
+	}
 	if err := s.certFail.Load(); err != nil {
 		return *err
 	}
@@ -478,6 +482,45 @@ func TestCertificateBeforeResponse(t *testing.T) {
 		stored("after the operator's removal", first)
 		if m := s.Metrics(); m.PersistBacklog != 0 {
 			t.Errorf("backlog %d at the end, want 0", m.PersistBacklog)
+		}
+	})
+}
+
+// TestRefreshDuringCertificateWrite: a Refresh that comes while a Watch writes the certificate (the entry
+// is held, not fetched) fetches as soon as the write ends, rather than at the entry's next refresh.
+func TestRefreshDuringCertificateWrite(t *testing.T) {
+	ca := testpki.NewRoot(t, "refresh-hold CA", testpki.ECDSAP256)
+	path := tempStorePath(t)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		key := certs.NewKey(chain.Issuer, chain.Leaf)
+		st := &certFirstStore{Store: openStore(t, path)}
+		fake := newFakeResponder(t, ca, 4*day)
+		s := mustNew(t, Config{Fetcher: fake, Storage: st, Sweep: "@every 1h"})
+		s.Start()
+		defer s.Close(context.Background())
+		// The response came first (another node's, through the fleet's watch): valid, refreshed in two days.
+		if err := s.Offer(key, storedResponse(t, ca, chain, time.Now(), 4*day)); err != nil {
+			t.Fatal(err)
+		}
+		block := make(chan struct{})
+		st.certBlock.Store(&block)
+		go s.Watch(chain)
+		synctest.Wait() // the Watch waits in PutCert
+		refreshed := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err := s.Refresh(ctx, key)
+			refreshed <- err
+		}()
+		synctest.Wait()
+		close(block)
+		if err := <-refreshed; err != nil {
+			t.Errorf("Refresh during the certificate's write: %v", err)
+		}
+		if n := len(fake.log()); n != 1 {
+			t.Errorf("%d fetches, want the Refresh's one", n)
 		}
 	})
 }

@@ -68,7 +68,7 @@ func (s *Stapler) Watch(chain *certs.Chain) (certs.Key, error) {
 		}
 		s.mu.Lock()
 		if hold {
-			e.state = idle
+			s.releaseLocked(e, s.now())
 		}
 		e.certDirty = err != nil
 	}
