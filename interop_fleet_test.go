@@ -333,6 +333,29 @@ self_fetch_margin = "8s"
 			t.Errorf("cache ls from the fleet's store lists %d good certificates, want %d:\n%s", n, certsN, out)
 		}
 		r.note("%d certificates listed", certsN)
+
+		// cache show names the nodes that serve a certificate: every live one (the dead leader's claims go
+		// with its lease, a few seconds after the kill).
+		var key string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, " good ") {
+				key = strings.Fields(line)[0]
+				break
+			}
+		}
+		show := mustStaple(t, "cache", "show", key, "--config", leader.config)
+		var served string
+		for _, line := range strings.Split(show, "\n") {
+			if strings.HasPrefix(line, "Served by:") {
+				served = line
+			}
+		}
+		for _, n := range nodes {
+			if n != leader && !strings.Contains(served, n.name) {
+				t.Errorf("cache show %s does not name %s among the nodes that serve it: %q", key, n.name, served)
+			}
+		}
+		r.note("served by: %s", strings.TrimSpace(strings.TrimPrefix(served, "Served by:")))
 	})
 
 	close(stop)

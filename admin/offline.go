@@ -37,6 +37,11 @@ type Store interface {
 
 var _ Store = (*cache.Store)(nil)
 
+// Claims is a Store that knows which nodes serve each certificate (*fleet.Store).
+type Claims interface {
+	ServedBy(key certs.Key) ([]string, error)
+}
+
 // OfflineBackend serves the admin operations straight from the store, for the CLI when no service runs (or,
 // on a fleet's store, whether or not one runs). Opened read-only it lists and shows; opened for writing it
 // also removes, imports and, with a Fetcher, refreshes.
@@ -155,6 +160,9 @@ func (b *OfflineBackend) Entry(ctx context.Context, ref certs.KeyRef) (Detail, e
 	}
 	if r.cert != nil {
 		d.Leaf, d.Issuer = r.cert.Leaf, r.cert.Issuer
+	}
+	if cl, ok := b.Store.(Claims); ok {
+		d.SetServedBy(cl.ServedBy(r.key))
 	}
 	return d, nil
 }

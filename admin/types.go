@@ -57,9 +57,24 @@ type Detail struct {
 	History []Attempt `json:"history"`
 	// DER is the cached OCSP response (nil when none): what export writes.
 	DER []byte `json:"der,omitempty"`
+	// Fleet is set when the store is a fleet's; ServedBy then names the nodes that serve the certificate
+	// now (none: the fleet's leader removes it once it has gone unserved for unserved_after).
+	// ServedByError says why ServedBy is unknown (etcd unreachable), "" when it is known.
+	Fleet         bool     `json:"fleet,omitempty"`
+	ServedBy      []string `json:"served_by,omitempty"`
+	ServedByError string   `json:"served_by_error,omitempty"`
 	// Leaf and Issuer are the DER certificates, used to decode and verify the response.
 	Leaf   []byte `json:"leaf,omitempty"`
 	Issuer []byte `json:"issuer,omitempty"`
+}
+
+// SetServedBy records, in a fleet's entry, the nodes that serve it, or why they are unknown: the rest of the
+// entry is worth showing without them.
+func (d *Detail) SetServedBy(nodes []string, err error) {
+	d.Fleet, d.ServedBy = true, nodes
+	if err != nil {
+		d.ServedByError = err.Error()
+	}
 }
 
 // Stats are the service's counters.

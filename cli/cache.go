@@ -39,12 +39,13 @@ DESCRIPTION
     unambiguous. A certificate file stands for its own key (its issuer from the file or --issuer).
 
     ls       one line per certificate: key, status, nextUpdate, next refresh, Must-Staple, names, last error
-    show     everything about one: times, responder, history of fetches, and the response decoded
+    show     everything about one: times, responder, history of fetches, the response decoded, and in
+             a fleet the nodes that serve it
     export   the DER response, for nginx's ssl_stapling_file and HAProxy's .ocsp files; base64 for
              HAProxy's "set ssl ocsp-response" (echo "set ssl ocsp-response $(staple cache export K
              --format base64)" | socat stdio /run/haproxy.sock)
     import   verify a response obtained elsewhere (an air-gapped site) and store it
-    rm       forget a certificate and its response
+    rm       forget a certificate and its response (in a fleet, a node that serves it writes it back)
     refresh  fetch now: one certificate, or every watched one
 
 EXIT STATUS

@@ -236,3 +236,30 @@ func TestCacheRefreshOffline(t *testing.T) {
 		t.Errorf("revocation not seen:\n%s", out)
 	}
 }
+
+// TestShowServedBy: in a fleet, show names the nodes that serve the certificate, says when none does, and
+// says why when etcd could not tell; outside a fleet it says nothing of it.
+func TestShowServedBy(t *testing.T) {
+	for _, tt := range []struct {
+		d    admin.Detail
+		want string
+	}{
+		{admin.Detail{Fleet: true, ServedBy: []string{"node0", "node2"}}, "node0, node2"},
+		{admin.Detail{Fleet: true}, "no node (the fleet's leader removes it once unserved for unserved_after)"},
+		{admin.Detail{Fleet: true, ServedByError: "fleet: etcd is unreachable"}, "unknown: fleet: etcd is unreachable"},
+		{admin.Detail{}, ""},
+	} {
+		var b strings.Builder
+		tt.d.Key = "0011223344556677:01"
+		writeDetail(&b, tt.d)
+		got := ""
+		for _, line := range strings.SplitAfter(b.String(), "\n") {
+			if v, ok := strings.CutPrefix(line, "Served by:"); ok {
+				got = strings.TrimSpace(v)
+			}
+		}
+		if got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}

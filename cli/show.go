@@ -28,6 +28,16 @@ func writeDetail(w io.Writer, d admin.Detail) {
 	}
 	row("Must-Staple", yesNo(d.MustStaple))
 	row("Watched", yesNo(d.Watched))
+	if d.Fleet {
+		served := strings.Join(d.ServedBy, ", ")
+		switch {
+		case d.ServedByError != "":
+			served = "unknown: " + d.ServedByError
+		case served == "":
+			served = "no node (the fleet's leader removes it once unserved for unserved_after)"
+		}
+		row("Served by", served)
+	}
 	row("Produced at", stamp(d.ProducedAt))
 	row("This update", stamp(d.ThisUpdate))
 	row("Next update", stamp(d.NextUpdate))

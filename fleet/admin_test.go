@@ -37,6 +37,15 @@ func TestCacheCommandsOnTheFleetStore(t *testing.T) {
 	eventually(t, 5*time.Second, "the running node staples the imported response", func() bool {
 		return bytes.Equal(node.staple(key), der)
 	})
+	d, err := b.Entry(ctx, certs.KeyRef{IssuerPrefix: key.IssuerHash[:], Serial: key.Serial()})
+	if err != nil || !d.Fleet || len(d.ServedBy) != 0 || d.ServedByError != "" {
+		t.Errorf("Entry of an imported certificate nobody serves: fleet %v, served by %q (%s), %v", d.Fleet, d.ServedBy, d.ServedByError, err)
+	}
+	node.st.Watch(leafChain(t, leaf, ca))
+	eventually(t, 10*time.Second, "the node's claim shows in Entry", func() bool {
+		d, err := b.Entry(ctx, certs.KeyRef{IssuerPrefix: key.IssuerHash[:], Serial: key.Serial()})
+		return err == nil && len(d.ServedBy) == 1 && d.ServedBy[0] == "node"
+	})
 	es, err := b.Entries(ctx)
 	if err != nil || len(es) != 1 || es[0].Key != entry.Key || es[0].Status != "good" {
 		t.Fatalf("Entries on the fleet's store = %+v, %v", es, err)
@@ -49,7 +58,15 @@ func TestCacheCommandsOnTheFleetStore(t *testing.T) {
 	if err := b.Remove(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	if es, _ := b.Entries(ctx); len(es) != 0 {
-		t.Errorf("%d entries after Remove", len(es))
+	eventually(t, 10*time.Second, "the node writes back the certificate it serves", func() bool {
+		es, _ := b.Entries(ctx)
+		return len(es) == 1
+	})
+	if err := node.st.Unwatch(key); err != nil {
+		t.Fatal(err)
 	}
+	eventually(t, 10*time.Second, "gone once the node stops serving it", func() bool {
+		es, _ := b.Entries(ctx)
+		return len(es) == 0
+	})
 }

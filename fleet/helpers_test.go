@@ -86,7 +86,12 @@ func firstOCSP(c *x509.Certificate) string {
 // testChain issues a leaf with a responder URL and returns its chain.
 func testChain(t testing.TB, ca *testpki.CA) *certs.Chain {
 	t.Helper()
-	leaf := ca.Issue(t, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+	return leafChain(t, ca.Issue(t, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}}), ca)
+}
+
+// leafChain is the chain of a leaf ca issued.
+func leafChain(t testing.TB, leaf *testpki.Leaf, ca *testpki.CA) *certs.Chain {
+	t.Helper()
 	chain, err := certs.NewChain(leaf.Chain, leaf.Key, []*x509.Certificate{ca.Cert})
 	if err != nil {
 		t.Fatal(err)

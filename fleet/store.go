@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -230,6 +231,23 @@ func (s *Store) Remove(key certs.Key) error {
 		return s.cli.Txn(ctx).Then(s.removeOps(key)...).Commit()
 	})
 	return err
+}
+
+// ServedBy returns the names of the nodes that claim the certificate of key (Claims): those that serve it
+// now, sorted; none is not an error.
+func (s *Store) ServedBy(key certs.Key) ([]string, error) {
+	resp, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.GetResponse, error) {
+		return s.cli.Get(ctx, s.keys.claims(key), clientv3.WithPrefix())
+	})
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		names = append(names, string(kv.Value))
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
 }
 
 // RemoveUnclaimed is Remove if no node claims the certificate of key (Claims), compared in the same

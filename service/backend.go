@@ -92,6 +92,9 @@ func (b *liveBackend) Entry(_ context.Context, ref certs.KeyRef) (admin.Detail, 
 	if in.Issuer != nil {
 		d.Issuer = in.Issuer.Raw
 	}
+	if b.s.fleet != nil {
+		d.SetServedBy(b.s.fleet.store.ServedBy(in.Key))
+	}
 	return d, nil
 }
 
