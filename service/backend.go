@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -102,44 +101,27 @@ func (b *liveBackend) Entry(_ context.Context, ref certs.KeyRef) (admin.Detail, 
 // the outcomes. An entry whose fetch failed is returned with its error in LastError; the call fails only
 // when nothing could be asked.
 func (b *liveBackend) Refresh(ctx context.Context, ref *certs.KeyRef) ([]admin.Entry, error) {
-	var targets []stapler.Info
+	var infos []stapler.Info
 	if ref != nil {
 		in, err := b.find(*ref)
 		if err != nil {
 			return nil, err
 		}
-		targets = []stapler.Info{in}
+		in, err = b.s.stapler.Refresh(ctx, in.Key)
+		if err != nil && in.Key == (certs.Key{}) {
+			return nil, err // nothing was asked (removed, no certificate, closed) or ctx ended: no entry to show
+		}
+		infos = []stapler.Info{in}
 	} else {
-		for _, in := range b.s.stapler.Entries() {
-			if in.Fetchable {
-				targets = append(targets, in)
-			}
+		var err error
+		if infos, err = b.s.stapler.RefreshAll(ctx); err != nil {
+			return nil, err
 		}
 	}
-	type result struct {
-		in  stapler.Info
-		err error
-	}
-	results := make(chan result, len(targets))
-	for _, t := range targets {
-		go func() {
-			in, err := b.s.stapler.Refresh(ctx, t.Key)
-			results <- result{in, err}
-		}()
-	}
-	var out []admin.Entry
-	var errs []error
+	out := make([]admin.Entry, 0, len(infos))
 	set := b.s.sites.Load()
-	for range targets {
-		r := <-results
-		if errors.Is(r.err, stapler.ErrNotWatched) || errors.Is(r.err, context.Canceled) {
-			errs = append(errs, r.err)
-			continue
-		}
-		out = append(out, b.s.entryFrom(r.in, set))
-	}
-	if len(out) == 0 && len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	for _, in := range infos {
+		out = append(out, b.s.entryFrom(in, set))
 	}
 	slices.SortFunc(out, func(a, b admin.Entry) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil

@@ -755,3 +755,68 @@ func settle() {
 	time.Sleep(50 * time.Millisecond)
 	synctest.Wait()
 }
+
+// TestRefreshAll: one call refreshes every certificate through the scheduler's queue, within the per-host
+// limit, and returns each entry after its fetch; a failed fetch is in the entry's LastError, not the call's
+// error; a follower refreshes too, since it was asked.
+func TestRefreshAll(t *testing.T) {
+	ca := testpki.NewRoot(t, "refresh-all CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		fake := newFakeResponder(t, ca, 4*day)
+		fake.latency = 10 * time.Millisecond
+		s := mustNew(t, Config{Fetcher: fake, Role: func() Role { return Follower }})
+		s.Start()
+		defer s.Close(context.Background())
+		const n = 50
+		keys := map[certs.Key]bool{}
+		for range n {
+			k, _ := s.Watch(leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.all.test/"}}))
+			keys[k] = true
+		}
+		synctest.Wait()
+		if got := len(fake.log()); got != 0 {
+			t.Fatalf("a follower fetched %d of its own accord", got)
+		}
+		start := time.Now()
+		infos, err := s.RefreshAll(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(infos) != n {
+			t.Fatalf("%d entries returned, want %d", len(infos), n)
+		}
+		for i, in := range infos {
+			if !keys[in.Key] || !in.HasResponse || in.Fetched.Before(start) || in.LastError != "" {
+				t.Errorf("entry %d: %s fetched %v (refresh at %v), error %q", i, in.Key, in.Fetched, start, in.LastError)
+			}
+			if i > 0 && bytes.Compare(infos[i-1].Key.Bytes(), in.Key.Bytes()) >= 0 {
+				t.Error("entries not in key order")
+			}
+		}
+		if got := len(fake.log()); got != n {
+			t.Errorf("%d fetches, want %d", got, n)
+		}
+		if perHost, _ := fake.peaks(); perHost["ocsp.all.test"] > DefaultMaxPerHost {
+			t.Errorf("%d requests in flight to one host, limit %d", perHost["ocsp.all.test"], DefaultMaxPerHost)
+		}
+		if want := n / DefaultMaxPerHost * 10 * time.Millisecond; time.Since(start) < want {
+			t.Errorf("the refresh took %v, less than %v: the per-host limit was not in force", time.Since(start), want)
+		}
+
+		fake.setDown(errors.New("connection refused"))
+		infos, err = s.RefreshAll(context.Background())
+		if err != nil || len(infos) != n {
+			t.Fatalf("RefreshAll with the responder down: %d entries, %v", len(infos), err)
+		}
+		for _, in := range infos {
+			if in.LastError == "" || !in.Stapled {
+				t.Errorf("%s: error %q, stapled %v; want the failure reported and the valid staple kept", in.Key, in.LastError, in.Stapled)
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := s.RefreshAll(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("RefreshAll with a cancelled context: %v", err)
+		}
+	})
+}

@@ -1,11 +1,13 @@
 package stapler
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"staple/cache"
@@ -321,6 +323,59 @@ func (s *Stapler) Refresh(ctx context.Context, key certs.Key) (Info, error) {
 		return info, info.lastErr
 	}
 	return info, nil
+}
+
+// RefreshAll is Refresh for every certificate that can be fetched, made as one sweep that finds them all due:
+// the fetches go through the scheduler's queue and its limits (per responder host, overall), and this one
+// call waits for all of them (or ctx). It returns the entries after their fetches, in key order, each with
+// its fetch's error in LastError (Entries' form, without history).
+func (s *Stapler) RefreshAll(ctx context.Context) ([]Info, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	now := s.now()
+	var waits []chan struct{}
+	var keys []certs.Key
+	for _, e := range s.entries {
+		if !e.fetchable() {
+			continue
+		}
+		w := make(chan struct{})
+		e.waiters = append(e.waiters, w)
+		waits, keys = append(waits, w), append(keys, e.key)
+		switch e.state {
+		case idle:
+			e.next = now
+			s.scheduleLocked(e, now)
+		case fetching, persisting:
+			e.again = true
+		}
+	}
+	s.dispatchLocked()
+	s.mu.Unlock()
+
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stapler: refresh: %w", ctx.Err())
+		case <-s.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+	s.mu.Lock()
+	now = s.now()
+	out := make([]Info, 0, len(keys))
+	for _, k := range keys {
+		if e := s.entries[k]; e != nil { // else removed during the refresh
+			out = append(out, s.infoLocked(e, now))
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Info) int { return bytes.Compare(a.Key.Bytes(), b.Key.Bytes()) })
+	return out, nil
 }
 
 // warmStart loads the storage: watched certificates become entries, and every stored response that may be

@@ -3,12 +3,9 @@ package bench
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -109,29 +106,27 @@ func (s *sweepSetup) close() {
 	}
 }
 
-// refreshAll refreshes every key at once, as a sweep finding them all due does; the stapler's limits
-// (per responder host, overall) decide how many are in flight. It checks each one came back verified.
+// refreshAll refreshes every key at once, as a sweep finding them all due does (Stapler.RefreshAll: the
+// scheduler's queue, its limits per responder host and overall, one waiter). It checks each one came back
+// verified.
 func (s *sweepSetup) refreshAll(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	var firstErr error
-	var once sync.Once
-	for _, k := range s.keys {
-		wg.Go(func() {
-			in, err := s.st.Refresh(ctx, k)
-			if err == nil && in.Fetched.Before(start) {
-				err = errors.New("bench: the refresh did not bring a new verified response")
-			}
-			if err != nil {
-				failed.Add(1)
-				once.Do(func() { firstErr = err })
-			}
-		})
+	infos, err := s.st.RefreshAll(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
 	}
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		return 0, fmt.Errorf("bench: %d of %d refreshes failed, first: %w", n, len(s.keys), firstErr)
+	failed := len(s.keys) - len(infos)
+	var firstErr error
+	for _, in := range infos {
+		if in.LastError != "" || in.Fetched.Before(start) {
+			failed++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: the refresh did not bring a new verified response: %s", in.Key, in.LastError)
+			}
+		}
+	}
+	if failed > 0 {
+		return 0, fmt.Errorf("bench: %d of %d refreshes failed, first: %w", failed, len(s.keys), firstErr)
 	}
 	return time.Since(start), nil
 }
