@@ -109,3 +109,74 @@ func TestIndexConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestIndexRefreshCopiesNothing: a new staple for a known key is stored in place (no allocation, whatever
+// the index's size); removed keys are dropped from their shard once they outnumber the rest, and a key
+// removed then put again is found.
+func TestIndexRefreshCopiesNothing(t *testing.T) {
+	ix := NewIndex()
+	keys := make([]certs.Key, 10000)
+	for i := range keys {
+		keys[i] = testKey("many", int64(i))
+		ix.Put(keys[i], &Staple{Raw: []byte{1}})
+	}
+	next := &Staple{Raw: []byte{2}}
+	allocs := testing.AllocsPerRun(1000, func() { ix.Put(keys[7], next) })
+	if allocs != 0 {
+		t.Errorf("a refresh of a known key allocates %.1f times, want 0 (the shard was copied)", allocs)
+	}
+	if ix.Get(keys[7]) != next {
+		t.Fatal("the refresh is not seen")
+	}
+
+	for _, k := range keys[:9000] {
+		ix.Delete(k)
+	}
+	if n := ix.Len(); n != 1000 {
+		t.Errorf("Len after removing 9,000 of 10,000 = %d", n)
+	}
+	slots := 0
+	for i := range ix.shards {
+		slots += len(ix.shards[i].Load().m)
+	}
+	if slots > 2*1000+indexShards*9 {
+		t.Errorf("%d slots kept for 1,000 keys: removed keys are not dropped", slots)
+	}
+	for _, k := range keys[:9000] {
+		if ix.Get(k) != nil {
+			t.Fatalf("removed %v is found", k)
+		}
+	}
+	for _, k := range keys[9000:] {
+		if ix.Get(k) == nil {
+			t.Fatalf("%v, never removed, is lost", k)
+		}
+	}
+	again := &Staple{Raw: []byte{3}}
+	ix.Put(keys[0], again)
+	if ix.Get(keys[0]) != again || ix.Len() != 1001 {
+		t.Error("a key removed and put again is not found")
+	}
+}
+
+// BenchmarkIndexRefresh puts a new staple for a known key in an index of 100,000: what every refresh does.
+func BenchmarkIndexRefresh(b *testing.B) {
+	ix := NewIndex()
+	keys := make([]certs.Key, 100000)
+	for i := range keys {
+		keys[i] = testKey("bench", int64(i))
+	}
+	ix.PutAll(func(yield func(certs.Key, *Staple) bool) {
+		for _, k := range keys {
+			if !yield(k, &Staple{Raw: []byte{1}}) {
+				return
+			}
+		}
+	})
+	st := &Staple{Raw: []byte{2}}
+	i := 0
+	for b.Loop() {
+		ix.Put(keys[i%len(keys)], st)
+		i += 7919
+	}
+}
