@@ -341,6 +341,15 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	if resp.ContentLength > limit {
 		return nil, fmt.Errorf("%w: Content-Length %d, limit %d", ErrResponseTooLarge, resp.ContentLength, limit)
 	}
+	if n := resp.ContentLength; n >= 0 {
+		// Read into a buffer of exactly the announced size: the bytes are kept as the cached response, and
+		// io.ReadAll's growing buffer would keep up to twice their size, after two or three copies.
+		body := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			return nil, fmt.Errorf("body shorter than its Content-Length %d: %w", n, err)
+		}
+		return body, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -385,4 +386,31 @@ func TestFetchHonoursContext(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
+}
+
+// TestFetchBodyShorterThanDeclared: a responder that announces more bytes than it sends (the connection
+// cut mid-body) gets an error, never a response made of what arrived.
+func TestFetchBodyShorterThanDeclared(t *testing.T) {
+	f := newResponderFixture(t, testpki.ResponderOptions{})
+	good, err := testClient().Fetch(context.Background(), f.leaf.Cert, f.ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/ocsp-response")
+		w.Header().Set("Content-Length", strconv.Itoa(len(good.Raw)+100))
+		w.Write(good.Raw) // 100 bytes short: the server cuts the connection when the handler returns
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	r, err := testClient().FetchURL(context.Background(), "http://"+ln.Addr().String()+"/", f.leaf.Cert, f.ca.Cert)
+	if err == nil {
+		t.Fatalf("a body 100 bytes short of its Content-Length gave a response (%d bytes)", len(r.Raw))
+	}
+	t.Logf("%v", err)
 }
