@@ -61,6 +61,11 @@ type entry struct {
 
 func (e *entry) fetchable() bool { return e.hasCert && !e.removed }
 
+// certRecord is the storage record of e's certificate, which a Watch or Import gave (e.leaf is set).
+func (e *entry) certRecord(added time.Time) cache.Cert {
+	return cache.Cert{Leaf: e.leaf.Raw, Issuer: e.issuer.Raw, URLs: e.urls, MustStaple: e.mustStaple, Added: added}
+}
+
 func (e *entry) stopTimer() {
 	if e.timer != nil {
 		e.timer.Stop()

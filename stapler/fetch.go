@@ -313,7 +313,8 @@ func (s *Stapler) persistBacklog() {
 		}
 		it := item{e: e}
 		if e.certDirty && e.leaf != nil && e.issuer != nil {
-			it.cert = &cache.Cert{Leaf: e.leaf.Raw, Issuer: e.issuer.Raw, URLs: e.urls, MustStaple: e.mustStaple, Added: now}
+			c := e.certRecord(now)
+			it.cert = &c
 		}
 		if e.dirty {
 			it.rec = e.resp

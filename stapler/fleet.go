@@ -209,7 +209,7 @@ func (s *Stapler) Withdraw(key certs.Key) (kept bool, err error) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	c := cache.Cert{Leaf: e.leaf.Raw, Issuer: e.issuer.Raw, URLs: e.urls, MustStaple: e.mustStaple, Added: now}
+	c := e.certRecord(now)
 	resp := e.resp
 	s.mu.Unlock()
 	if s.cfg.Storage == nil {

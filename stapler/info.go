@@ -84,8 +84,13 @@ func (s *Stapler) Entries() []Info {
 		out = append(out, s.infoLocked(e, now))
 	}
 	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b Info) int { return bytes.Compare(a.Key.Bytes(), b.Key.Bytes()) })
+	sortByKey(out)
 	return out
+}
+
+// sortByKey puts infos in key order, the order of the cache file.
+func sortByKey(infos []Info) {
+	slices.SortFunc(infos, func(a, b Info) int { return bytes.Compare(a.Key.Bytes(), b.Key.Bytes()) })
 }
 
 // Watched returns the keys of the certificates that a Watch references (what this node serves), in no order.

@@ -1,13 +1,11 @@
 package stapler
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"time"
 
 	"staple/cache"
@@ -60,8 +58,8 @@ func (s *Stapler) Watch(chain *certs.Chain) (certs.Key, error) {
 		if hold {
 			e.state = persisting
 		}
+		c := e.certRecord(now)
 		s.mu.Unlock()
-		c := cache.Cert{Leaf: chain.Leaf.Raw, Issuer: chain.Issuer.Raw, URLs: urls, MustStaple: mustStaple, Added: now}
 		err := s.cfg.Storage.PutCert(key, c)
 		if err != nil {
 			// The certificate is watched and fetched all the same; the sweep writes it again.
@@ -296,16 +294,8 @@ func (s *Stapler) Refresh(ctx context.Context, key certs.Key) (Info, error) {
 		s.mu.Unlock()
 		return Info{}, fmt.Errorf("%w: %s", ErrNoCertificate, key)
 	}
-	w := make(chan struct{})
-	e.waiters = append(e.waiters, w)
-	switch e.state {
-	case idle:
-		e.next = s.now()
-		s.scheduleLocked(e, e.next)
-		s.dispatchLocked()
-	case fetching, persisting:
-		e.again = true
-	}
+	w := s.askLocked(e, s.now())
+	s.dispatchLocked()
 	s.mu.Unlock()
 
 	select {
@@ -342,16 +332,7 @@ func (s *Stapler) RefreshAll(ctx context.Context) ([]Info, error) {
 		if !e.fetchable() {
 			continue
 		}
-		w := make(chan struct{})
-		e.waiters = append(e.waiters, w)
-		waits, keys = append(waits, w), append(keys, e.key)
-		switch e.state {
-		case idle:
-			e.next = now
-			s.scheduleLocked(e, now)
-		case fetching, persisting:
-			e.again = true
-		}
+		waits, keys = append(waits, s.askLocked(e, now)), append(keys, e.key)
 	}
 	s.dispatchLocked()
 	s.mu.Unlock()
@@ -374,8 +355,23 @@ func (s *Stapler) RefreshAll(ctx context.Context) ([]Info, error) {
 		}
 	}
 	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b Info) int { return bytes.Compare(a.Key.Bytes(), b.Key.Bytes()) })
+	sortByKey(out)
 	return out, nil
+}
+
+// askLocked asks for a fetch of e as soon as the scheduler allows (the caller dispatches): at once when e is
+// idle, after the one in flight otherwise. The channel is closed when that fetch has finished.
+func (s *Stapler) askLocked(e *entry, now time.Time) chan struct{} {
+	w := make(chan struct{})
+	e.waiters = append(e.waiters, w)
+	switch e.state {
+	case idle:
+		e.next = now
+		s.scheduleLocked(e, now)
+	case fetching, persisting:
+		e.again = true
+	}
+	return w
 }
 
 // warmStart loads the storage: watched certificates become entries, and every stored response that may be
