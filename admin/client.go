@@ -54,20 +54,25 @@ func (c *Client) Entries(ctx context.Context) ([]Entry, error) {
 
 func (c *Client) Entry(ctx context.Context, ref certs.KeyRef) (Detail, error) {
 	var d Detail
-	return d, c.do(ctx, "GET", "/v1/entries/"+refString(ref), nil, &d)
+	return d, c.do(ctx, "GET", "/v1/entries/"+ref.String(), nil, &d)
 }
 
 func (c *Client) Refresh(ctx context.Context, ref *certs.KeyRef) ([]Entry, error) {
 	path := "/v1/refresh"
 	if ref != nil {
-		path = "/v1/entries/" + refString(*ref) + "/refresh"
+		path = "/v1/entries/" + ref.String() + "/refresh"
 	}
 	var es []Entry
-	return es, c.do(ctx, "POST", path, nil, &es)
+	err := c.do(ctx, "POST", path, nil, &es)
+	var re *RemoteError
+	if errors.As(err, &re) {
+		es = re.Entries
+	}
+	return es, err
 }
 
 func (c *Client) Remove(ctx context.Context, ref certs.KeyRef) error {
-	return c.do(ctx, "DELETE", "/v1/entries/"+refString(ref), nil, nil)
+	return c.do(ctx, "DELETE", "/v1/entries/"+ref.String(), nil, nil)
 }
 
 func (c *Client) Import(ctx context.Context, req ImportRequest) (Entry, error) {
@@ -78,10 +83,6 @@ func (c *Client) Import(ctx context.Context, req ImportRequest) (Entry, error) {
 func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
 	return s, c.do(ctx, "GET", "/v1/stats", nil, &s)
-}
-
-func refString(r certs.KeyRef) string {
-	return fmt.Sprintf("%x:%X", r.IssuerPrefix, r.Serial)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
@@ -117,7 +118,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if msg == "" {
 			msg = resp.Status
 		}
-		return &RemoteError{Code: resp.StatusCode, Msg: msg}
+		return &RemoteError{Code: resp.StatusCode, Msg: msg, Entries: ae.Entries}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -132,6 +133,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 type RemoteError struct {
 	Code int
 	Msg  string
+	// Entries are the entries a refresh whose fetches failed returned with its error.
+	Entries []Entry
 }
 
 func (e *RemoteError) Error() string { return e.Msg }

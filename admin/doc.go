@@ -2,6 +2,8 @@
 // (mode 0600), and the client the command line uses to reach it: list entries, show one with its history
 // and DER, refresh, remove, import, stats, health and readiness.
 //
-// The same Backend interface is implemented by the running service and, for inspection when no service
-// runs, over a read-only cache: the CLI does not care which one answers.
+// Backend has two implementations and no engine of its own: Engine, over a stapler in this process (the
+// service's, or the one the command line runs over the store when no service does), and Client, over the
+// socket. Entries are built from the engine's view in one place (EntryOf), so a command prints the same
+// whichever answers.
 package admin

@@ -1,31 +1,25 @@
 package admin
 
 import (
-	"crypto/x509"
 	"time"
 
 	"staple/cache"
-	"staple/certs"
 	"staple/ocspfetch"
+	"staple/stapler"
 )
 
-// EntryFrom builds the Entry of key from what the cache holds: the watched certificate (nil when only a
-// response is cached), the response (nil when none) and the fetch history (oldest first).
-func EntryFrom(key certs.Key, c *cache.Cert, r *cache.Response, history []cache.Attempt, now time.Time) Entry {
-	e := Entry{Key: key.String(), Status: "none", Watched: c != nil}
-	if c != nil {
-		e.MustStaple = c.MustStaple
-		e.URLs = c.URLs
-		if leaf, err := x509.ParseCertificate(c.Leaf); err == nil {
-			e.Names = certs.Names(leaf)
-		}
-		if len(c.URLs) == 0 {
-			e.Status = "n/a"
-		}
+// EntryOf describes one of the engine's certificates as listings show it, at now.
+func EntryOf(in stapler.Info, now time.Time) Entry {
+	e := Entry{
+		Key: in.Key.String(), Names: in.Names, MustStaple: in.MustStaple, URLs: in.URLs, Status: "none",
+		Watched: in.Fetchable, NextRefresh: in.NextRefresh, Failures: in.Failures,
 	}
-	if r != nil {
+	if in.Fetchable && len(in.URLs) == 0 {
+		e.Status = "n/a"
+	}
+	if r := in.Response; r != nil {
 		e.ProducedAt, e.ThisUpdate, e.NextUpdate, e.Expires = r.ProducedAt, r.ThisUpdate, r.NextUpdate, r.Expires
-		e.NextRefresh, e.Fetched, e.Responder = r.RefreshAt, r.Fetched, r.URL
+		e.Fetched, e.Responder = r.Fetched, r.URL
 		e.Status = "expired"
 		if r.ValidAt(now) {
 			e.Status = r.Status.String()
@@ -37,20 +31,28 @@ func EntryFrom(key certs.Key, c *cache.Cert, r *cache.Response, history []cache.
 			}
 		}
 	}
-	for i := len(history) - 1; i >= 0 && !history[i].OK(); i-- {
-		e.Failures++
-		if e.LastError == "" {
-			e.LastError = history[i].Reason
-			if history[i].Error != "" {
-				e.LastError += ": " + history[i].Error
-			}
-		}
+	if e.LastError = in.LastReason; in.LastError != "" {
+		e.LastError += ": " + in.LastError
 	}
 	return e
 }
 
-// AttemptFrom converts a history record.
-func AttemptFrom(a cache.Attempt) Attempt {
+// DetailOf is EntryOf with the history, the response and the certificates of an Info from Stapler.Entry.
+func DetailOf(in stapler.Info, now time.Time) Detail {
+	d := Detail{Entry: EntryOf(in, now)}
+	for _, a := range in.History {
+		d.History = append(d.History, attemptOf(a))
+	}
+	if in.Response != nil {
+		d.DER = in.Response.Raw
+	}
+	if in.Leaf != nil && in.Issuer != nil {
+		d.Leaf, d.Issuer = in.Leaf.Raw, in.Issuer.Raw
+	}
+	return d
+}
+
+func attemptOf(a cache.Attempt) Attempt {
 	out := Attempt{Time: a.Time, Result: a.Reason, Error: a.Error, URL: a.URL, Latency: a.Latency}
 	if a.OK() {
 		out.Status = a.Status.String()

@@ -97,6 +97,14 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
 		ref = &k
 	}
 	es, err := h.b.Refresh(r.Context(), ref)
+	if err != nil && es != nil {
+		// Some fetches failed: the entries after the refresh go with the error, as a refresh without a
+		// service prints them.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadGateway)
+		json.NewEncoder(w).Encode(apiError{Error: err.Error(), Entries: es})
+		return
+	}
 	h.reply(w, es, err)
 }
 
@@ -157,9 +165,10 @@ func (h *handler) ref(w http.ResponseWriter, r *http.Request) (certs.KeyRef, boo
 	return ref, true
 }
 
-// apiError is the body of every error reply.
+// apiError is the body of every error reply. A refresh whose fetches failed (502) carries the entries too.
 type apiError struct {
-	Error string `json:"error"`
+	Error   string  `json:"error"`
+	Entries []Entry `json:"entries,omitempty"`
 }
 
 func (h *handler) reply(w http.ResponseWriter, v any, err error) {

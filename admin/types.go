@@ -13,7 +13,7 @@ var (
 	ErrNotFound  = errors.New("admin: no cached certificate matches")
 	ErrAmbiguous = errors.New("admin: the key matches several certificates; give more of the issuer hash")
 	ErrBadInput  = errors.New("admin: bad request")
-	ErrReadOnly  = errors.New("admin: the cache is open read-only (no service runs): start staple serve to refresh")
+	ErrReadOnly  = errors.New("admin: the cache is open read-only")
 	ErrNoService = errors.New("admin: no staple service answers on the admin socket")
 )
 
@@ -21,7 +21,6 @@ var (
 type Entry struct {
 	Key        string   `json:"key"`
 	Names      []string `json:"names"`
-	CertFile   string   `json:"cert_file,omitempty"`
 	MustStaple bool     `json:"must_staple"`
 	// Status is good, revoked or unknown for a valid response; "expired" when the newest response has passed
 	// its nextUpdate; "none" when there is no response yet; "n/a" when the certificate has no OCSP URL.
@@ -38,7 +37,9 @@ type Entry struct {
 	Failures    int       `json:"failures,omitempty"`
 	RevokedAt   time.Time `json:"revoked_at,omitzero"`
 	Reason      string    `json:"revocation_reason,omitempty"`
-	Watched     bool      `json:"watched"`
+	// Watched is set when the certificate is known, so that it is kept fresh (a response stored without its
+	// certificate is served until it expires, never fetched).
+	Watched bool `json:"watched"`
 }
 
 // Attempt is one fetch in an entry's history.
@@ -101,8 +102,9 @@ type ImportRequest struct {
 	Issuer []byte `json:"issuer_pem,omitempty"` // the issuer when the chain lacks it
 }
 
-// Backend is what the admin API serves. The service implements it over its stapler; OfflineBackend over a
-// read-only cache. Implementations are safe for concurrent use.
+// Backend is what the admin API serves and the cache commands call: Engine over a stapler in this process
+// (a service's, or the command line's over a store it opened), or Client over a service's admin socket.
+// Implementations are safe for concurrent use.
 type Backend interface {
 	Entries(ctx context.Context) ([]Entry, error)
 	Entry(ctx context.Context, ref certs.KeyRef) (Detail, error)

@@ -36,27 +36,6 @@ type Response struct {
 	ETag, LastModified string
 }
 
-// ResponseFrom returns the record of a verified response. expires is the instant it stops being stapleable
-// (r.Expiry with the policy's TTL) and refreshAt when the next fetch is planned.
-func ResponseFrom(r *ocspfetch.Response, expires, refreshAt time.Time) Response {
-	return Response{
-		Raw:              r.Raw,
-		Status:           r.Status,
-		ProducedAt:       r.ProducedAt,
-		ThisUpdate:       r.ThisUpdate,
-		NextUpdate:       r.NextUpdate,
-		Expires:          expires,
-		RefreshAt:        refreshAt,
-		RevokedAt:        r.RevokedAt,
-		RevocationReason: r.RevocationReason,
-		HasReason:        r.HasReason,
-		Fetched:          r.Verified,
-		URL:              r.HTTP.URL,
-		ETag:             r.HTTP.ETag,
-		LastModified:     r.HTTP.LastModified,
-	}
-}
-
 // ValidAt reports whether the response may be stapled at now.
 func (r Response) ValidAt(now time.Time) bool { return now.Before(r.Expires) }
 

@@ -47,17 +47,23 @@ func (s *Store) Response(key certs.Key) (Response, error) {
 // the rest. An error returned by fn stops the walk and is returned. fn runs inside a read transaction: it must
 // not block on anything but memory, and must not write to the store.
 func (s *Store) Responses(fn func(key certs.Key, r Response, err error) error) error {
+	return walk(s, bucketResponses, "response for", decodeResponse, fn)
+}
+
+// walk calls fn for every record of bucket in key order, decoded by decode; what names a record in errors.
+func walk[T any](s *Store, bucket []byte, what string, decode func([]byte) (T, error), fn func(certs.Key, T, error) error) error {
 	return s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketResponses).ForEach(func(k, v []byte) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			var zero T
 			key, err := keyFromDisk(k)
 			if err != nil {
-				return fn(key, Response{}, err)
+				return fn(key, zero, err)
 			}
-			r, err := decodeResponse(v)
+			r, err := decode(v)
 			if err != nil {
-				err = fmt.Errorf("response for %s: %w", key, err)
+				return fn(key, zero, fmt.Errorf("%s %s: %w", what, key, err))
 			}
-			return fn(key, r, err)
+			return fn(key, r, nil)
 		})
 	})
 }
@@ -93,19 +99,7 @@ func (s *Store) Cert(key certs.Key) (Cert, error) {
 
 // Certs calls fn for every watched certificate in key order, with the same contract as Responses.
 func (s *Store) Certs(fn func(key certs.Key, c Cert, err error) error) error {
-	return s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketCerts).ForEach(func(k, v []byte) error {
-			key, err := keyFromDisk(k)
-			if err != nil {
-				return fn(key, Cert{}, err)
-			}
-			c, err := decodeCert(v)
-			if err != nil {
-				err = fmt.Errorf("certificate %s: %w", key, err)
-			}
-			return fn(key, c, err)
-		})
-	})
+	return walk(s, bucketCerts, "certificate", decodeCert, fn)
 }
 
 // DeleteCert stops remembering key as watched; its response and history stay. Removing an absent one is not an
@@ -144,6 +138,12 @@ func (s *Store) History(key certs.Key) ([]Attempt, error) {
 		return err
 	})
 	return h, err
+}
+
+// Histories calls fn for every stored history (oldest attempt first) in key order, with the same contract as
+// Responses.
+func (s *Store) Histories(fn func(key certs.Key, h []Attempt, err error) error) error {
+	return walk(s, bucketHistory, "history of", decodeHistory, fn)
 }
 
 // Remove forgets key entirely: its certificate, response and history.

@@ -113,3 +113,6 @@ func ParseKey(s string) (KeyRef, error) {
 func (r KeyRef) Matches(k Key) bool {
 	return bytes.HasPrefix(k.IssuerHash[:], r.IssuerPrefix) && k.serial == string(serialBytes(r.Serial))
 }
+
+// String returns r as ParseKey reads it: the issuer hash prefix and the serial, in hex.
+func (r KeyRef) String() string { return fmt.Sprintf("%x:%X", r.IssuerPrefix, r.Serial) }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -14,8 +15,8 @@ import (
 	"staple/cache"
 	"staple/certs"
 	"staple/fleet"
-	"staple/ocspfetch"
 	"staple/service"
+	"staple/stapler"
 )
 
 // storeTarget says where a cache command finds the cache: the service's data directory (its admin socket,
@@ -29,16 +30,18 @@ type storeTarget struct {
 func storeFlags(fs *flagSet) storeTarget {
 	return storeTarget{
 		dataDir: fs.String("data-dir", service.DefaultDataDir, "the service's data directory: cache database and admin socket"),
-		config:  fs.String("config", "", "staple serve's configuration: its data_dir, and for a fleet the etcd cluster of [fleet]"),
+		config:  fs.String("config", "", "staple serve's configuration: its data_dir, its [fetch] policy, and for a fleet the etcd cluster of [fleet]"),
 		fs:      fs,
 	}
 }
 
-// resolve returns the data directory and, when the configuration has a [fleet] table, the fleet's settings.
+// resolve returns the data directory and the configuration (serve's defaults when no --config is given).
 func (t storeTarget) resolve() (dataDir string, cfg *service.Config, err error) {
 	dataDir = *t.dataDir
 	if *t.config == "" {
-		return dataDir, nil, nil
+		cfg = &service.Config{}
+		cfg.SetDefaults()
+		return dataDir, cfg, nil
 	}
 	if cfg, err = service.LoadConfig(*t.config); err != nil {
 		return "", nil, err
@@ -60,52 +63,64 @@ const (
 )
 
 // openBackend returns the running service's admin API when one answers on the data directory's socket, else
-// the cache file itself. close releases what was opened.
+// the same engine run here over the cache file (or a fleet's store). close releases what was opened.
 func openBackend(ctx context.Context, env Env, target storeTarget, mode access) (admin.Backend, func(), error) {
 	dataDir, cfg, err := target.resolve()
 	if err != nil {
 		return nil, nil, err
 	}
-	client := admin.NewClient(filepath.Join(dataDir, admin.SocketName))
+	socket := filepath.Join(dataDir, admin.SocketName)
+	client := admin.NewClient(socket)
 	if err := client.Ping(ctx); err == nil {
 		return client, func() {}, nil
 	} else if !errors.Is(err, admin.ErrNoService) {
-		return nil, nil, fmt.Errorf("the service on %s answered with an error: %w", filepath.Join(dataDir, admin.SocketName), err)
+		return nil, nil, fmt.Errorf("the service on %s answered with an error: %w", socket, err)
 	}
-	if cfg != nil && cfg.Fleet.Enabled() {
+	if cfg.Fleet.Enabled() {
 		// No service here, but the fleet's store answers for every node, running or not.
-		return openFleetBackend(env, cfg, mode)
+		fc := cfg.FleetConfig(zerolog.Nop())
+		cli, err := fleet.Connect(fc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("the fleet's etcd %v: %w", fc.Endpoints, err)
+		}
+		store := fleet.NewStore(cli, fc)
+		return runEngine(env, cfg, store, store.Path(), mode, store.ServedBy, func() { cli.Close() })
 	}
 	path := filepath.Join(dataDir, service.DatabaseName)
 	store, err := cache.Open(path, cache.Options{ReadOnly: mode == readCache, Now: env.Now})
 	switch {
 	case errors.Is(err, cache.ErrLocked):
-		return nil, nil, fmt.Errorf("%s is locked by another process and no service answers on %s: is a staple serve starting or stopping? try again", path, filepath.Join(dataDir, admin.SocketName))
+		return nil, nil, fmt.Errorf("%s is locked by another process and no service answers on %s: is a staple serve starting or stopping? try again", path, socket)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil, fmt.Errorf("no cache at %s (nothing was fetched with this --data-dir yet)", path)
 	case err != nil:
 		return nil, nil, err
 	}
-	return offlineBackend(env, store, mode), func() { store.Close() }, nil
+	return runEngine(env, cfg, store, store.Path(), mode, nil, func() { store.Close() })
 }
 
-// offlineBackend serves the cache commands from a store, fetching for refresh when mode allows writes.
-func offlineBackend(env Env, store admin.Store, mode access) *admin.OfflineBackend {
-	b := &admin.OfflineBackend{Store: store, Now: env.now}
-	if mode == writeCache {
-		b.Fetcher = &ocspfetch.Client{UserAgent: "staple/" + Version(env), Now: env.Now}
+// runEngine starts, over storage, the engine a service runs (configured from cfg's [fetch] table), in manual
+// mode: it fetches only what a command asks for. done closes the engine, then calls release.
+func runEngine(env Env, cfg *service.Config, storage stapler.Storage, where string, mode access,
+	servedBy func(certs.Key) ([]string, error), release func()) (admin.Backend, func(), error) {
+	sc := cfg.StaplerConfig(Version(env), env.Now)
+	sc.Storage, sc.Manual, sc.Rand = storage, true, env.Rand
+	st, err := stapler.New(sc)
+	if err == nil {
+		err = st.Start()
 	}
-	return b
-}
-
-// openFleetBackend serves the cache commands from a fleet's etcd store.
-func openFleetBackend(env Env, cfg *service.Config, mode access) (admin.Backend, func(), error) {
-	fc := cfg.FleetConfig(zerolog.Nop())
-	cli, err := fleet.Connect(fc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("the fleet's etcd %v: %w", fc.Endpoints, err)
+		release()
+		return nil, nil, err
 	}
-	return offlineBackend(env, fleet.NewStore(cli, fc), mode), func() { cli.Close() }, nil
+	done := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st.Close(ctx)
+		release()
+	}
+	b := &admin.Engine{Stapler: st, ReadOnly: mode == readCache, Database: where, ServedBy: servedBy, Now: env.Now}
+	return b, done, nil
 }
 
 // resolveRef turns a KEY operand, or the path of a certificate file (with an optional issuer file), into the

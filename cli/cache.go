@@ -75,23 +75,91 @@ func runCache(ctx context.Context, env Env, args []string) error {
 	return run(ctx, env, args[1:])
 }
 
+// cacheArgs is what every cache subcommand starts with: its flags (--data-dir, --config, and --issuer for the
+// ones that take a KEY|CERT operand), the operand, and the backend that answers: the running service's, or
+// the engine over the cache file when no service runs.
+type cacheArgs struct {
+	name   string
+	fs     *flagSet
+	target storeTarget
+	issuer *string
+	ref    refArity
+}
+
+// refArity says whether a subcommand takes a KEY|CERT operand.
+type refArity int
+
+const (
+	noRef       refArity = iota // ls, import: operands are the subcommand's own
+	oneRef                      // show, export, rm
+	optionalRef                 // refresh: one, or none for every certificate
+)
+
+func newCacheArgs(env Env, name string, ref refArity) *cacheArgs {
+	c := &cacheArgs{name: name, fs: newFlagSet(env, name, cacheManual), ref: ref}
+	c.target = storeFlags(c.fs)
+	if ref != noRef {
+		c.issuer = c.fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
+	}
+	return c
+}
+
+// cacheSession is a parsed cache subcommand with its backend open; close releases the backend.
+type cacheSession struct {
+	b        admin.Backend
+	ref      *certs.KeyRef // the KEY|CERT operand resolved; nil when none was given
+	operands []string      // the operands of a noRef subcommand
+	close    func()
+}
+
+// open parses args and opens the backend with mode. check, when not nil, validates the flags and operands
+// before anything is opened.
+func (c *cacheArgs) open(ctx context.Context, env Env, args []string, mode access, check func(ops []string) error) (*cacheSession, error) {
+	ops, err := c.fs.parse(args)
+	if err != nil {
+		return nil, err
+	}
+	if check != nil {
+		if err := check(ops); err != nil {
+			return nil, err
+		}
+	}
+	s := &cacheSession{}
+	switch {
+	case c.ref == noRef:
+		s.operands = ops
+	case len(ops) > 1, c.ref == oneRef && len(ops) != 1:
+		if c.ref == optionalRef {
+			return nil, usageError("%s: give at most one KEY or certificate file", c.name)
+		}
+		return nil, usageError("%s: give exactly one KEY or certificate file", c.name)
+	case len(ops) == 1:
+		ref, err := resolveRef(ops[0], *c.issuer)
+		if err != nil {
+			return nil, err
+		}
+		s.ref = &ref
+	}
+	if s.b, s.close, err = openBackend(ctx, env, c.target, mode); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 func cacheLs(ctx context.Context, env Env, args []string) error {
-	fs := newFlagSet(env, "cache ls", cacheManual)
-	target := storeFlags(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	ops, err := fs.parse(args)
+	c := newCacheArgs(env, "cache ls", noRef)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	s, err := c.open(ctx, env, args, readCache, func(ops []string) error {
+		if len(ops) > 0 {
+			return usageError("cache ls: unexpected argument %q", ops[0])
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if len(ops) > 0 {
-		return usageError("cache ls: unexpected argument %q", ops[0])
-	}
-	b, done, err := openBackend(ctx, env, target, readCache)
-	if err != nil {
-		return err
-	}
-	defer done()
-	es, err := b.Entries(ctx)
+	defer s.close()
+	es, err := s.b.Entries(ctx)
 	if err != nil {
 		return err
 	}
@@ -148,37 +216,15 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// oneRef returns the single KEY|CERT operand of show, export, rm.
-func oneRef(name string, ops []string) (string, error) {
-	if len(ops) != 1 {
-		return "", usageError("%s: give exactly one KEY or certificate file", name)
-	}
-	return ops[0], nil
-}
-
 func cacheShow(ctx context.Context, env Env, args []string) error {
-	fs := newFlagSet(env, "cache show", cacheManual)
-	target := storeFlags(fs)
-	issuer := fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
-	asJSON := fs.Bool("json", false, "print JSON")
-	ops, err := fs.parse(args)
+	c := newCacheArgs(env, "cache show", oneRef)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	s, err := c.open(ctx, env, args, readCache, nil)
 	if err != nil {
 		return err
 	}
-	arg, err := oneRef("cache show", ops)
-	if err != nil {
-		return err
-	}
-	ref, err := resolveRef(arg, *issuer)
-	if err != nil {
-		return err
-	}
-	b, done, err := openBackend(ctx, env, target, readCache)
-	if err != nil {
-		return err
-	}
-	defer done()
-	d, err := b.Entry(ctx, ref)
+	defer s.close()
+	d, err := s.b.Entry(ctx, *s.ref)
 	if err != nil {
 		return err
 	}
@@ -190,32 +236,23 @@ func cacheShow(ctx context.Context, env Env, args []string) error {
 }
 
 func cacheExport(ctx context.Context, env Env, args []string) error {
-	fs := newFlagSet(env, "cache export", cacheManual)
-	target := storeFlags(fs)
-	issuer := fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
-	out := fs.String("out", "", "write to this file (atomically) instead of standard output")
-	format := fs.String("format", "der", "der or base64")
-	ops, err := fs.parse(args)
+	c := newCacheArgs(env, "cache export", oneRef)
+	out := c.fs.String("out", "", "write to this file (atomically) instead of standard output")
+	format := c.fs.String("format", "der", "der or base64")
+	s, err := c.open(ctx, env, args, readCache, func([]string) error {
+		if *format != "der" && *format != "base64" {
+			return usageError("cache export: --format %q: want der or base64", *format)
+		}
+		if *out == "" && *format == "der" && isTerminal(env.Stdout) {
+			return usageError("cache export: not writing DER to a terminal: use --out FILE or --format base64")
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if *format != "der" && *format != "base64" {
-		return usageError("cache export: --format %q: want der or base64", *format)
-	}
-	arg, err := oneRef("cache export", ops)
-	if err != nil {
-		return err
-	}
-	ref, err := resolveRef(arg, *issuer)
-	if err != nil {
-		return err
-	}
-	b, done, err := openBackend(ctx, env, target, readCache)
-	if err != nil {
-		return err
-	}
-	defer done()
-	d, err := b.Entry(ctx, ref)
+	defer s.close()
+	d, err := s.b.Entry(ctx, *s.ref)
 	if err != nil {
 		return err
 	}
@@ -229,9 +266,6 @@ func cacheExport(ctx context.Context, env Env, args []string) error {
 	if *out != "" {
 		return service.WriteFileAtomic(*out, data, 0o644)
 	}
-	if *format == "der" && isTerminal(env.Stdout) {
-		return usageError("cache export: not writing DER to a terminal: use --out FILE or --format base64")
-	}
 	_, err = env.Stdout.Write(data)
 	return err
 }
@@ -243,70 +277,49 @@ func isTerminal(w io.Writer) bool {
 }
 
 func cacheImport(ctx context.Context, env Env, args []string) error {
-	fs := newFlagSet(env, "cache import", cacheManual)
-	target := storeFlags(fs)
-	certFile := fs.String("cert", "", "the certificate the response is for (PEM, may hold the chain); required")
-	issuer := fs.String("issuer", "", "issuer certificate, when --cert lacks it")
-	ops, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(ops) != 1 || *certFile == "" {
-		return usageError("cache import: give one RESP.der and --cert CERT.pem")
-	}
-	der, err := readSmallFile(ops[0], 1<<20)
-	if err != nil {
-		return err
-	}
-	chain, err := readSmallFile(*certFile, 8<<20)
-	if err != nil {
-		return err
-	}
-	req := admin.ImportRequest{DER: der, Chain: chain}
-	if *issuer != "" {
-		if req.Issuer, err = readSmallFile(*issuer, 8<<20); err != nil {
+	c := newCacheArgs(env, "cache import", noRef)
+	certFile := c.fs.String("cert", "", "the certificate the response is for (PEM, may hold the chain); required")
+	issuer := c.fs.String("issuer", "", "issuer certificate, when --cert lacks it")
+	var req admin.ImportRequest
+	s, err := c.open(ctx, env, args, writeCache, func(ops []string) (err error) {
+		if len(ops) != 1 || *certFile == "" {
+			return usageError("cache import: give one RESP.der and --cert CERT.pem")
+		}
+		if req.DER, err = readSmallFile(ops[0], 1<<20); err != nil {
 			return err
 		}
-	}
-	b, done, err := openBackend(ctx, env, target, writeCache)
+		if req.Chain, err = readSmallFile(*certFile, 8<<20); err != nil {
+			return err
+		}
+		if *issuer != "" {
+			req.Issuer, err = readSmallFile(*issuer, 8<<20)
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	defer done()
-	e, err := b.Import(ctx, req)
+	defer s.close()
+	e, err := s.b.Import(ctx, req)
 	if err != nil {
-		return fmt.Errorf("import %s: %w", ops[0], err)
+		return fmt.Errorf("import %s: %w", s.operands[0], err)
 	}
 	fmt.Fprintf(env.Stdout, "imported %s: %s, nextUpdate %s\n", e.Key, e.Status, stamp(e.NextUpdate))
 	return nil
 }
 
 func cacheRm(ctx context.Context, env Env, args []string) error {
-	fs := newFlagSet(env, "cache rm", cacheManual)
-	target := storeFlags(fs)
-	issuer := fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
-	ops, err := fs.parse(args)
+	c := newCacheArgs(env, "cache rm", oneRef)
+	s, err := c.open(ctx, env, args, writeCache, nil)
 	if err != nil {
 		return err
 	}
-	arg, err := oneRef("cache rm", ops)
+	defer s.close()
+	d, err := s.b.Entry(ctx, *s.ref)
 	if err != nil {
 		return err
 	}
-	ref, err := resolveRef(arg, *issuer)
-	if err != nil {
-		return err
-	}
-	b, done, err := openBackend(ctx, env, target, writeCache)
-	if err != nil {
-		return err
-	}
-	defer done()
-	d, err := b.Entry(ctx, ref)
-	if err != nil {
-		return err
-	}
-	if err := b.Remove(ctx, ref); err != nil {
+	if err := s.b.Remove(ctx, *s.ref); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "removed %s\n", d.Key)
@@ -314,36 +327,19 @@ func cacheRm(ctx context.Context, env Env, args []string) error {
 }
 
 func cacheRefresh(ctx context.Context, env Env, args []string) error {
-	fs := newFlagSet(env, "cache refresh", cacheManual)
-	target := storeFlags(fs)
-	issuer := fs.String("issuer", "", "issuer certificate, when CERT.pem lacks it")
-	asJSON := fs.Bool("json", false, "print JSON")
-	ops, err := fs.parse(args)
+	c := newCacheArgs(env, "cache refresh", optionalRef)
+	asJSON := c.fs.Bool("json", false, "print JSON")
+	s, err := c.open(ctx, env, args, writeCache, nil)
 	if err != nil {
 		return err
 	}
-	if len(ops) > 1 {
-		return usageError("cache refresh: give at most one KEY or certificate file")
-	}
-	var refp *certs.KeyRef
-	if len(ops) == 1 {
-		ref, err := resolveRef(ops[0], *issuer)
-		if err != nil {
-			return err
-		}
-		refp = &ref
-	}
-	b, done, err := openBackend(ctx, env, target, writeCache)
-	if err != nil {
-		return err
-	}
-	defer done()
-	es, err := b.Refresh(ctx, refp)
+	defer s.close()
+	es, err := s.b.Refresh(ctx, s.ref)
 	if *asJSON {
 		if jerr := writeJSON(env.Stdout, es); jerr != nil {
 			return jerr
 		}
-	} else {
+	} else if es != nil {
 		writeEntryTable(env.Stdout, es)
 	}
 	if err != nil {

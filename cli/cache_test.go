@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +45,8 @@ func golden(t *testing.T, name, got string) {
 func run(t *testing.T, now time.Time, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	err := Run(context.Background(), Env{Stdout: &out, Stderr: &errOut, Now: func() time.Time { return now }}, args)
+	env := Env{Stdout: &out, Stderr: &errOut, Now: func() time.Time { return now }, Rand: func() float64 { return 0.5 }}
+	err := Run(context.Background(), env, args)
 	return out.String(), err
 }
 
@@ -70,20 +72,27 @@ func newCacheFixture(t *testing.T) *cacheFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	b := &admin.OfflineBackend{Store: store, Now: testpki.Epoch}
-	ctx := context.Background()
-	for _, tt := range []struct {
+	store.Close()
+	files := t.TempDir()
+	for i, tt := range []struct {
 		leaf *testpki.Leaf
 		o    testpki.ResponseOptions
 	}{
 		{f.good, testpki.ResponseOptions{}},
 		{f.revoked, testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1}},
 	} {
-		if _, err := b.Import(ctx, admin.ImportRequest{DER: ca.Respond(t, tt.leaf.Cert, tt.o), Chain: tt.leaf.ChainPEM()}); err != nil {
+		resp := filepath.Join(files, fmt.Sprintf("%d.der", i))
+		chain := filepath.Join(files, fmt.Sprintf("%d.pem", i))
+		os.WriteFile(resp, ca.Respond(t, tt.leaf.Cert, tt.o), 0o600)
+		os.WriteFile(chain, tt.leaf.ChainPEM(), 0o600)
+		if _, err := run(t, testpki.Epoch(), "cache", "import", resp, "--cert", chain, "--data-dir", f.dir); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if store, err = cache.Open(filepath.Join(f.dir, service.DatabaseName), cache.Options{Now: testpki.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
 	f.goodKey, f.revKey = certs.NewKey(ca.Cert, f.good.Cert), certs.NewKey(ca.Cert, f.revoked.Cert)
 	nk := certs.NewKey(ca.Cert, noURL.Cert)
 	if err := store.PutCert(nk, cache.Cert{Leaf: noURL.Cert.Raw, Issuer: ca.Cert.Raw, Added: testpki.Epoch()}); err != nil {

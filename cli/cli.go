@@ -19,6 +19,9 @@ type Env struct {
 	Version string
 	// Now returns the current time; nil means time.Now. Tests fix it for golden output.
 	Now func() time.Time
+	// Rand returns a uniform number in [0, 1) for the jitter of refresh times; nil means math/rand. Tests fix
+	// it for golden output.
+	Rand func() float64
 }
 
 func (e Env) now() time.Time {

@@ -3,16 +3,21 @@ package fleet
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"testing"
 	"time"
 
 	"staple/admin"
 	"staple/certs"
 	"staple/internal/testpki"
+	"staple/ocspfetch"
+	"staple/stapler"
 )
 
 // TestCacheCommandsOnTheFleetStore: the admin operations behind `staple cache` work on the fleet's store,
-// and a response imported there reaches a running node by its watch.
+// and a response imported there reaches a running node by its watch. Each call runs a new engine over the
+// store, as each `staple cache` command does.
 func TestCacheCommandsOnTheFleetStore(t *testing.T) {
 	e := startEtcd(t)
 	cfg := e.config(t)
@@ -25,7 +30,8 @@ func TestCacheCommandsOnTheFleetStore(t *testing.T) {
 	responder.down = true // the node's own fetches fail: what it staples is the import
 	node := startMember(t, cfg, "node", responder, 0)
 
-	b := &admin.OfflineBackend{Store: NewStore(connect(t, cfg), cfg)}
+	store := NewStore(connect(t, cfg), cfg)
+	b := cacheCommand(t, store)
 	ctx := context.Background()
 	this := now.Add(-time.Minute).Truncate(time.Second)
 	der := ca.Respond(t, leaf.Cert, testpki.ResponseOptions{ThisUpdate: this, NextUpdate: this.Add(24 * time.Hour), ProducedAt: this})
@@ -43,15 +49,16 @@ func TestCacheCommandsOnTheFleetStore(t *testing.T) {
 	}
 	node.st.Watch(leafChain(t, leaf, ca))
 	eventually(t, 10*time.Second, "the node's claim shows in Entry", func() bool {
-		d, err := b.Entry(ctx, certs.KeyRef{IssuerPrefix: key.IssuerHash[:], Serial: key.Serial()})
+		d, err := cacheCommand(t, store).Entry(ctx, certs.KeyRef{IssuerPrefix: key.IssuerHash[:], Serial: key.Serial()})
 		return err == nil && len(d.ServedBy) == 1 && d.ServedBy[0] == "node"
 	})
+	b = cacheCommand(t, store)
 	es, err := b.Entries(ctx)
 	if err != nil || len(es) != 1 || es[0].Key != entry.Key || es[0].Status != "good" {
 		t.Fatalf("Entries on the fleet's store = %+v, %v", es, err)
 	}
 	st, err := b.Stats(ctx)
-	if err != nil || st.ReadOnly || st.DatabasePath != b.Store.Path() {
+	if err != nil || st.ReadOnly || st.DatabasePath != store.Path() {
 		t.Errorf("Stats = %+v, %v", st, err)
 	}
 	ref, _ := certs.ParseKey(entry.Key)
@@ -59,14 +66,36 @@ func TestCacheCommandsOnTheFleetStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the node writes back the certificate it serves", func() bool {
-		es, _ := b.Entries(ctx)
+		es, _ := cacheCommand(t, store).Entries(ctx)
 		return len(es) == 1
 	})
 	if err := node.st.Unwatch(key); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "gone once the node stops serving it", func() bool {
-		es, _ := b.Entries(ctx)
+		es, _ := cacheCommand(t, store).Entries(ctx)
 		return len(es) == 0
 	})
+}
+
+// cacheCommand returns the backend a `staple cache` command runs when no service answers: a manual engine
+// over the fleet's store, read afresh.
+func cacheCommand(t *testing.T, store *Store) *admin.Engine {
+	t.Helper()
+	st, err := stapler.New(stapler.Config{Fetcher: failingFetcher{}, Storage: store, Manual: true})
+	if err == nil {
+		err = st.Start()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	return &admin.Engine{Stapler: st, Database: store.Path(), ServedBy: store.ServedBy}
+}
+
+// failingFetcher is the fetcher of an engine that is never asked to fetch.
+type failingFetcher struct{}
+
+func (failingFetcher) Fetch(context.Context, *x509.Certificate, *x509.Certificate) (*ocspfetch.Response, error) {
+	return nil, errors.New("fleet test: no fetch expected")
 }

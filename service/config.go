@@ -2,12 +2,15 @@ package service
 
 import (
 	"bytes"
+	"crypto"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"staple/ocspfetch"
+	"staple/stapler"
 	"strings"
 	"time"
 
@@ -512,4 +515,34 @@ func checkPattern(p string) error {
 		}
 	}
 	return nil
+}
+
+// StaplerConfig returns the engine's configuration from the [fetch] table: the fetcher with its deadlines,
+// size cap, CertID hash, nonce and overrides, the refresh policy, and the scheduler's limits. version names
+// staple in the User-Agent; now is the clock (nil means time.Now). The service and the command line (which
+// runs the engine over the store when no service does) both start from it, so both fetch alike.
+func (c *Config) StaplerConfig(version string, now func() time.Time) stapler.Config {
+	f := c.Fetch
+	client := &ocspfetch.Client{
+		UserAgent:      "staple/" + version,
+		ConnectTimeout: f.ConnectTimeout.Duration,
+		Timeout:        f.Timeout.Duration,
+		MaxBodySize:    f.MaxResponseBytes,
+		Overrides:      f.Overrides,
+		Nonce:          f.Nonce,
+		Now:            now,
+	}
+	if f.SHA256 {
+		client.Hash = crypto.SHA256
+	}
+	return stapler.Config{
+		Fetcher:       client,
+		Policy:        ocspfetch.Policy{Margin: f.Margin.Duration, NoNextUpdateTTL: f.NoNextUpdateTTL.Duration},
+		Sweep:         f.Sweep,
+		MaxPerHost:    f.PerHost,
+		MaxInFlight:   f.Concurrency,
+		FetchTimeout:  f.Timeout.Duration + f.ConnectTimeout.Duration,
+		StapleUnknown: f.StapleUnknown,
+		Now:           now,
+	}
 }

@@ -9,9 +9,9 @@ import (
 	"encoding/asn1"
 	"sync"
 
-	"staple/cache"
 	"staple/certs"
 	"staple/responder"
+	"staple/stapler"
 )
 
 // sha256Hash is the CertID hash of [fetch] sha256 = true.
@@ -95,7 +95,7 @@ type cachingSource struct {
 }
 
 type answered struct {
-	st   *cache.Staple
+	st   *stapler.Staple
 	resp *responder.Response
 }
 

@@ -22,7 +22,6 @@ import (
 	"staple/admin"
 	"staple/cache"
 	"staple/fleet"
-	"staple/ocspfetch"
 	"staple/responder"
 	"staple/stapler"
 	"staple/tlsserver"
@@ -66,6 +65,7 @@ type Service struct {
 	storagePath string
 	fleet       *fleetNode // nil when the node stands alone
 	stapler     *stapler.Stapler
+	admin       *admin.Engine
 	metrics     *Metrics
 	tls         *tlsserver.Server
 	http        *http.Server
@@ -192,6 +192,10 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if s.stapler, err = stapler.New(s.staplerConfig()); err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
+	s.admin = &admin.Engine{Stapler: s.stapler, Database: s.storagePath, Now: o.Now, AddStats: s.addStats}
+	if s.fleet != nil {
+		s.admin.ServedBy = s.fleet.store.ServedBy
+	}
 	if s.fleet != nil {
 		background("fleet-election", func() error { return s.fleet.elector.Run(ctx) })
 		s.fleet.settle(ctx)
@@ -276,7 +280,7 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	}
 
 	background("admin", func() error {
-		return admin.Serve(ctx, adminLn, &liveBackend{s}, s.base.With().Str("component", "admin").Logger())
+		return admin.Serve(ctx, adminLn, s.admin, s.base.With().Str("component", "admin").Logger())
 	})
 	if metricsLn != nil {
 		background("metrics", func() error { return serveHTTP(ctx, metricsLn, s.metricsHandler()) })
@@ -332,36 +336,27 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	}
 }
 
-// staplerConfig returns the stapler's configuration from the [fetch] table.
+// staplerConfig returns the stapler's configuration: the [fetch] table's, with what the service adds.
 func (s *Service) staplerConfig() stapler.Config {
-	f := s.cfg.Fetch
-	client := &ocspfetch.Client{
-		UserAgent:      "staple/" + s.opts.Version,
-		ConnectTimeout: f.ConnectTimeout.Duration,
-		Timeout:        f.Timeout.Duration,
-		MaxBodySize:    f.MaxResponseBytes,
-		Overrides:      f.Overrides,
-		Nonce:          f.Nonce,
-		Now:            s.opts.Now,
-	}
-	if f.SHA256 {
-		client.Hash = sha256Hash
-	}
-	return stapler.Config{
-		Fetcher:         client,
-		Storage:         s.storage,
-		Role:            s.role(),
-		SelfFetchMargin: s.cfg.Fleet.selfFetchMargin(),
-		Policy:          ocspfetch.Policy{Margin: f.Margin.Duration, NoNextUpdateTTL: f.NoNextUpdateTTL.Duration},
-		Sweep:           f.Sweep,
-		MaxPerHost:      f.PerHost,
-		MaxInFlight:     f.Concurrency,
-		FetchTimeout:    f.Timeout.Duration + f.ConnectTimeout.Duration,
-		StapleUnknown:   f.StapleUnknown,
-		Now:             s.opts.Now,
-		Logger:          s.base, // the stapler names itself
-		OnEvent:         s.onEvent,
-	}
+	c := s.cfg.StaplerConfig(s.opts.Version, s.opts.Now)
+	c.Storage = s.storage
+	c.Role = s.role()
+	c.SelfFetchMargin = s.cfg.Fleet.selfFetchMargin()
+	c.Logger = s.base // the stapler names itself
+	c.OnEvent = s.onEvent
+	return c
+}
+
+// entries lists every certificate the stapler knows, as the status page and the metrics show them.
+func (s *Service) entries() []admin.Entry {
+	es, _ := s.admin.Entries(context.Background())
+	return es
+}
+
+// addStats adds to the engine's figures what the service counts.
+func (s *Service) addStats(st *admin.Stats) {
+	st.Started, st.ServiceVersion = s.started, s.opts.Version
+	st.Handshakes, st.Stapled = s.handshakes.Load(), s.stapled.Load()
 }
 
 // role is the stapler's Role: the election's in a fleet, nil (Solo) otherwise.

@@ -1,10 +1,14 @@
 // Package stapler owns the engine: the watched certificates, the cron-driven scheduler that keeps a fresh,
-// verified OCSP response for each, and the lock-free lookup the TLS hot path staples from.
+// verified OCSP response for each, the in-memory index the TLS hot path staples from, and the operations an
+// operator asks for (Lookup, Entries, Entry, Import, Refresh, RefreshAll, Remove). The running service and
+// the command line with no service run the same engine: the command line builds one with Config.Manual over
+// the store it opens.
 //
-// What it guarantees (shared/DESIGN.md, "Key decisions"):
+// What it guarantees:
 //
 //   - Warm start: Start loads the storage and serves every stored response that is still valid at once;
-//     certificates without one are fetched right away. Ready reports when every Must-Staple certificate can
+//     certificates without one are fetched right away, and the backoff of those that were failing goes on
+//     from their stored history. Ready reports when every Must-Staple certificate can
 //     be stapled and every other one has had an attempt.
 //   - Stale-while-revalidate with a hard expiry: a valid response is kept while refreshes fail; it is never
 //     replaced by an error or by a response with an older thisUpdate, and never handed out at or after its

@@ -27,6 +27,10 @@ type entry struct {
 	urls         []string
 	host         string // responder host the per-host limit counts against
 	mustStaple   bool
+	// names are the leaf's DNS names and IP addresses, for listings; namesKnown says they were read (from the
+	// leaf a Watch or Import gave, or once from storage: see loadNames).
+	names      []string
+	namesKnown bool
 
 	// refs counts Watch calls not yet matched by Unwatch. An entry restored from storage has refs 0 and is
 	// kept fresh all the same; hasCert says storage holds (or Watch gave) what a fetch needs.
@@ -58,6 +62,9 @@ type entry struct {
 	history     []cache.Attempt
 	removed     bool
 }
+
+// setNames records the names of e's leaf.
+func (e *entry) setNames(leaf *x509.Certificate) { e.names, e.namesKnown = certs.Names(leaf), true }
 
 func (e *entry) fetchable() bool { return e.hasCert && !e.removed }
 

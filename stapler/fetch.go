@@ -80,20 +80,33 @@ func (s *Stapler) certificates(e *entry) (leaf, issuer *x509.Certificate, err er
 	if leaf != nil && issuer != nil {
 		return leaf, issuer, nil
 	}
-	if s.cfg.Storage == nil {
-		return nil, nil, fmt.Errorf("%w: %s", ErrNoCertificate, e.key)
+	if leaf, issuer, err = s.storedCertificates(e.key); err != nil {
+		return nil, nil, err
 	}
-	c, err := s.cfg.Storage.Cert(e.key)
+	// The parsed certificates are not kept: an entry nobody watches costs its response and its names.
+	s.mu.Lock()
+	if !e.namesKnown {
+		e.setNames(leaf)
+	}
+	s.mu.Unlock()
+	return leaf, issuer, nil
+}
+
+// storedCertificates reads and parses the leaf and issuer stored for key.
+func (s *Stapler) storedCertificates(key certs.Key) (leaf, issuer *x509.Certificate, err error) {
+	if s.cfg.Storage == nil {
+		return nil, nil, fmt.Errorf("%w: %s", ErrNoCertificate, key)
+	}
+	c, err := s.cfg.Storage.Cert(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %w", ErrNoCertificate, e.key, err)
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrNoCertificate, key, err)
 	}
 	if leaf, err = x509.ParseCertificate(c.Leaf); err == nil {
 		issuer, err = x509.ParseCertificate(c.Issuer)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: stored certificate: %w", ErrNoCertificate, e.key, err)
+		return nil, nil, fmt.Errorf("%w: %s: stored certificate: %w", ErrNoCertificate, key, err)
 	}
-	// The parsed certificates are not kept: an entry nobody watches costs its response and little more.
 	return leaf, issuer, nil
 }
 
@@ -186,7 +199,7 @@ func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time
 		e.failures++
 		next = s.cfg.Policy.Backoff(e.failures, now, expires, 0, s.rnd)
 	}
-	rec := cache.ResponseFrom(resp, expires, next)
+	rec := ResponseRecord(resp, expires, next)
 	if rec.Fetched.IsZero() {
 		rec.Fetched = now
 	}
@@ -194,7 +207,7 @@ func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time
 	e.resp, e.next, e.lastErr, e.expiredSeen = &rec, next, nil, false
 	e.dirty = s.cfg.Storage != nil
 	if s.stapleable(rec.Status) {
-		s.index.Put(e.key, &cache.Staple{Raw: rec.Raw, Expires: expires, Status: rec.Status, ThisUpdate: rec.ThisUpdate})
+		s.index.Put(e.key, &Staple{Raw: rec.Raw, Expires: expires, Status: rec.Status, ThisUpdate: rec.ThisUpdate})
 	} else {
 		s.index.Delete(e.key)
 	}
@@ -370,7 +383,10 @@ func (s *Stapler) releaseLocked(e *entry, now time.Time) {
 
 // reasonOf is ocspfetch.Reason with the stapler's own failures named.
 func reasonOf(err error) string {
+	var stored *StoredFailure
 	switch {
+	case errors.As(err, &stored):
+		return stored.Reason
 	case errors.Is(err, ErrOlderResponse):
 		return "older_response"
 	case errors.Is(err, ErrNoCertificate):

@@ -51,6 +51,9 @@ const DefaultSelfFetchMargin = 2 * time.Hour
 
 // mayFetchLocked says whether the node's role lets the scheduler start a fetch of e that has come due.
 func (s *Stapler) mayFetchLocked(e *entry, now time.Time) bool {
+	if s.cfg.Manual {
+		return len(e.waiters) > 0
+	}
 	if s.cfg.Role == nil || len(e.waiters) > 0 {
 		return true // one machine, or a Refresh: fetch
 	}
@@ -134,7 +137,7 @@ func (s *Stapler) Offer(key certs.Key, r cache.Response) error {
 		}
 	}
 	if s.stapleable(rec.Status) {
-		s.index.Put(key, &cache.Staple{Raw: rec.Raw, Expires: rec.Expires, Status: rec.Status, ThisUpdate: rec.ThisUpdate})
+		s.index.Put(key, &Staple{Raw: rec.Raw, Expires: rec.Expires, Status: rec.Status, ThisUpdate: rec.ThisUpdate})
 	} else {
 		s.index.Delete(key)
 	}

@@ -15,7 +15,9 @@ import (
 
 // Info describes one certificate's staple, for the status page, the admin API and the CLI.
 type Info struct {
-	Key        certs.Key
+	Key certs.Key
+	// Names are the leaf's DNS names and IP addresses (nil when its certificate is not known).
+	Names      []string
 	URLs       []string
 	MustStaple bool
 	// Watched is set while Watch references the certificate; an entry restored from storage and not watched
@@ -59,7 +61,7 @@ var stateNames = [...]string{idle: "idle", queued: "queued", fetching: "fetching
 
 func (s *Stapler) infoLocked(e *entry, now time.Time) Info {
 	in := Info{
-		Key: e.key, URLs: e.urls, MustStaple: e.mustStaple, Watched: e.refs > 0, Fetchable: e.fetchable(),
+		Key: e.key, Names: e.names, URLs: e.urls, MustStaple: e.mustStaple, Watched: e.refs > 0, Fetchable: e.fetchable(),
 		NextRefresh: e.next, State: stateNames[e.state], Failures: e.failures, LastAttempt: e.lastTry,
 		lastErr: e.lastErr, Leaf: e.leaf, Issuer: e.issuer, Response: e.resp,
 	}
@@ -77,6 +79,7 @@ func (s *Stapler) infoLocked(e *entry, now time.Time) Info {
 
 // Entries returns every certificate the stapler knows, in key order, without history.
 func (s *Stapler) Entries() []Info {
+	s.loadNames()
 	s.mu.Lock()
 	now := s.now()
 	out := make([]Info, 0, len(s.entries))
@@ -86,6 +89,55 @@ func (s *Stapler) Entries() []Info {
 	s.mu.Unlock()
 	sortByKey(out)
 	return out
+}
+
+// loadNames reads, once, the names of the certificates restored from storage whose leaf no Watch or fetch
+// has parsed yet: one walk of the stored certificates, outside the lock. Parsed certificates are not kept, so
+// a large cache costs its names in memory, not its certificates; a record that does not parse is not read
+// again.
+func (s *Stapler) loadNames() {
+	if s.cfg.Storage == nil {
+		return
+	}
+	s.mu.Lock()
+	missing := 0
+	for _, e := range s.entries {
+		if e.hasCert && !e.namesKnown {
+			missing++
+		}
+	}
+	s.mu.Unlock()
+	if missing == 0 {
+		return
+	}
+	leaves := map[certs.Key]*x509.Certificate{}
+	unreadable := map[certs.Key]bool{}
+	err := s.cfg.Storage.Certs(func(key certs.Key, c cache.Cert, err error) error {
+		if err != nil {
+			return nil
+		}
+		leaf, perr := x509.ParseCertificate(c.Leaf)
+		if perr != nil {
+			unreadable[key] = true
+			return nil
+		}
+		leaves[key] = leaf
+		return nil
+	})
+	if err != nil {
+		s.log.Warn().Err(err).Msg("stored certificates unreadable: names not shown")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, e := range s.entries {
+		switch {
+		case e.namesKnown:
+		case leaves[key] != nil:
+			e.setNames(leaves[key])
+		case unreadable[key]:
+			e.namesKnown = true
+		}
+	}
 }
 
 // sortByKey puts infos in key order, the order of the cache file.
@@ -106,7 +158,8 @@ func (s *Stapler) Watched() []certs.Key {
 	return out
 }
 
-// Entry returns one certificate with its fetch history.
+// Entry returns one certificate with its fetch history, its names, and its leaf and issuer (read from
+// storage when the stapler does not hold them parsed).
 func (s *Stapler) Entry(key certs.Key) (Info, bool) {
 	s.mu.Lock()
 	e := s.entries[key]
@@ -117,12 +170,18 @@ func (s *Stapler) Entry(key certs.Key) (Info, bool) {
 	in := s.infoLocked(e, s.now())
 	in.History = slices.Clone(e.history)
 	s.mu.Unlock()
-	if s.cfg.Storage != nil {
-		h, err := s.cfg.Storage.History(key)
-		if err != nil {
-			s.log.Warn().Err(err).Str("key", key.String()).Msg("fetch history unreadable")
+	if s.cfg.Storage == nil {
+		return in, true
+	}
+	h, err := s.cfg.Storage.History(key)
+	if err != nil {
+		s.log.Warn().Err(err).Str("key", key.String()).Msg("fetch history unreadable")
+	}
+	in.History = h
+	if in.Leaf == nil && in.Fetchable {
+		if in.Leaf, in.Issuer, err = s.storedCertificates(key); err == nil && in.Names == nil {
+			in.Names = certs.Names(in.Leaf)
 		}
-		in.History = h
 	}
 	return in, true
 }

@@ -46,6 +46,9 @@ var _ Storage = (*cache.Store)(nil)
 var (
 	// ErrNotWatched: the key names no certificate the stapler knows.
 	ErrNotWatched = errors.New("stapler: certificate is not watched")
+	// ErrNotFound and ErrAmbiguous: Lookup found no certificate, or several, for the key an operator gave.
+	ErrNotFound  = errors.New("stapler: no certificate matches")
+	ErrAmbiguous = errors.New("stapler: the key matches several certificates; give more of the issuer hash")
 	// ErrOlderResponse: the responder sent a response older (by thisUpdate) than the one held, which is kept.
 	ErrOlderResponse = errors.New("stapler: response is older than the one held")
 	// ErrClosed: the stapler was closed.
@@ -80,6 +83,10 @@ type Config struct {
 	MaxPerHost, MaxInFlight int
 	// FetchTimeout bounds one fetch, on top of the fetcher's own deadlines. Zero means DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// Manual makes a stapler that fetches only when asked (Refresh, RefreshAll): Start loads the storage and
+	// starts no sweep, and nothing is fetched of its own accord. The command line runs the engine so over a
+	// store no service holds, for the same operations a service answers on its admin socket.
+	Manual bool
 	// StapleUnknown staples verified "unknown" responses. By default they are held (and shown) but not
 	// stapled.
 	StapleUnknown bool
@@ -111,7 +118,7 @@ type Stapler struct {
 	now        func() time.Time
 	rnd        func() float64
 	log        zerolog.Logger
-	index      *cache.Index
+	index      *index
 	schedule   cron.Schedule
 	maxPerHost int
 	maxTotal   int
@@ -153,7 +160,7 @@ func New(cfg Config) (*Stapler, error) {
 		now:        cfg.Now,
 		rnd:        cfg.Rand,
 		log:        cfg.Logger.With().Str("component", "stapler").Logger(),
-		index:      cache.NewIndex(),
+		index:      newIndex(),
 		schedule:   sched,
 		maxPerHost: orDefault(cfg.MaxPerHost, DefaultMaxPerHost),
 		maxTotal:   orDefault(cfg.MaxInFlight, DefaultMaxInFlight),
@@ -197,7 +204,7 @@ func (s *Stapler) Staple(key certs.Key) []byte {
 // nil when there is none that may be stapled now. Like Staple it does no I/O and no allocation; the record is
 // immutable and replaced, never changed, by a newer response, so a caller may cache what it derives from it
 // against the pointer.
-func (s *Stapler) Current(key certs.Key) *cache.Staple {
+func (s *Stapler) Current(key certs.Key) *Staple {
 	st := s.index.Get(key)
 	if st == nil {
 		return nil
@@ -238,6 +245,9 @@ func (s *Stapler) Start() error {
 		return ErrClosed
 	}
 	s.started = true
+	if s.cfg.Manual {
+		return nil
+	}
 	if s.hot != nil {
 		s.hot.start()
 	}

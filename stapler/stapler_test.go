@@ -803,10 +803,14 @@ func TestRefreshAll(t *testing.T) {
 			t.Errorf("the refresh took %v, less than %v: the per-host limit was not in force", time.Since(start), want)
 		}
 
-		fake.setDown(errors.New("connection refused"))
+		refused := errors.New("connection refused")
+		fake.setDown(refused)
 		infos, err = s.RefreshAll(context.Background())
-		if err != nil || len(infos) != n {
-			t.Fatalf("RefreshAll with the responder down: %d entries, %v", len(infos), err)
+		if !errors.Is(err, refused) || len(infos) != n {
+			t.Fatalf("RefreshAll with the responder down: %d entries, %v; want every entry and the failures", len(infos), err)
+		}
+		if joined, ok := err.(interface{ Unwrap() []error }); !ok || len(joined.Unwrap()) != n {
+			t.Errorf("RefreshAll's error joins %T, want one failure per certificate (%d)", err, n)
 		}
 		for _, in := range infos {
 			if in.LastError == "" || !in.Stapled {

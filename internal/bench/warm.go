@@ -33,7 +33,7 @@ func fillCache(path string, leaf *Leaf, n int) (time.Duration, error) {
 	var policy ocspfetch.Policy
 	expires := resp.Expiry(policy.TTL())
 	refresh := resp.ThisUpdate.Add(resp.NextUpdate.Sub(resp.ThisUpdate) / 2)
-	rec := cache.ResponseFrom(resp, expires, refresh)
+	rec := stapler.ResponseRecord(resp, expires, refresh)
 	cert := cache.Cert{Leaf: leaf.Cert.Raw, Issuer: leaf.Issuer.Raw, URLs: certs.OCSPURLs(leaf.Cert), Added: now}
 	start := time.Now()
 	st, err := cache.Open(path, cache.Options{})

@@ -1,4 +1,4 @@
-package cache
+package stapler
 
 import (
 	"hash/maphash"
@@ -31,39 +31,39 @@ const indexShards = 64
 type slot = atomic.Pointer[Staple]
 
 // shard is one immutable map of keys to their slots. dead counts the slots holding nil; it is read and
-// written by writers only (under Index.mu).
+// written by writers only (under index.mu).
 type shard struct {
 	m    map[certs.Key]*slot
 	dead int
 }
 
-// Index is the in-memory map in front of the store, read on the TLS hot path. Get is lock-free and allocates
+// index is the in-memory map in front of the store, read on the TLS hot path. Get is lock-free and allocates
 // nothing: it loads an immutable map through an atomic pointer, then the key's slot. A writer that changes
 // a known key's staple stores into its slot; one that adds a key copies the one shard it changes and swaps
 // it in (copy-on-write). Removing a key empties its slot, and a shard whose empty slots outnumber its full
-// ones is copied without them. Writers are serialized by a mutex. The zero Index is not usable; NewIndex
-// makes one. Index is safe for concurrent use.
-type Index struct {
+// ones is copied without them. Writers are serialized by a mutex. The zero index is not usable; newIndex
+// makes one. It is safe for concurrent use.
+type index struct {
 	seed   maphash.Seed
 	shards [indexShards]atomic.Pointer[shard]
 	mu     sync.Mutex // serializes writers
 }
 
-// NewIndex returns an empty index.
-func NewIndex() *Index {
-	ix := &Index{seed: maphash.MakeSeed()}
+// newIndex returns an empty index.
+func newIndex() *index {
+	ix := &index{seed: maphash.MakeSeed()}
 	for i := range ix.shards {
 		ix.shards[i].Store(&shard{m: map[certs.Key]*slot{}})
 	}
 	return ix
 }
 
-func (ix *Index) shardOf(key certs.Key) *atomic.Pointer[shard] {
+func (ix *index) shardOf(key certs.Key) *atomic.Pointer[shard] {
 	return &ix.shards[maphash.Comparable(ix.seed, key)%indexShards]
 }
 
 // Get returns the staple of key, or nil. It does not look at Expires: the caller decides with its own clock.
-func (ix *Index) Get(key certs.Key) *Staple {
+func (ix *index) Get(key certs.Key) *Staple {
 	if s := ix.shardOf(key).Load().m[key]; s != nil {
 		return s.Load()
 	}
@@ -71,7 +71,7 @@ func (ix *Index) Get(key certs.Key) *Staple {
 }
 
 // Put publishes st as the staple of key; a nil st removes key.
-func (ix *Index) Put(key certs.Key, st *Staple) {
+func (ix *index) Put(key certs.Key, st *Staple) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	p := ix.shardOf(key)
@@ -113,12 +113,12 @@ func (sh *shard) copy(n int) *shard {
 }
 
 // Delete removes key.
-func (ix *Index) Delete(key certs.Key) { ix.Put(key, nil) }
+func (ix *index) Delete(key certs.Key) { ix.Put(key, nil) }
 
 // PutAll publishes every staple of seq at once, copying each shard it touches once: the warm start of a large
 // cache costs one pass, not one copy per entry. The keys of seq get new slots in the new shards, so that
 // readers see none of them change before all of them have. A nil staple removes its key.
-func (ix *Index) PutAll(seq iter.Seq2[certs.Key, *Staple]) {
+func (ix *index) PutAll(seq iter.Seq2[certs.Key, *Staple]) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	var next [indexShards]*shard
@@ -144,7 +144,7 @@ func (ix *Index) PutAll(seq iter.Seq2[certs.Key, *Staple]) {
 }
 
 // Len returns the number of keys with a staple.
-func (ix *Index) Len() int {
+func (ix *index) Len() int {
 	n := 0
 	for i := range ix.shards {
 		for _, s := range ix.shards[i].Load().m {
@@ -158,7 +158,7 @@ func (ix *Index) Len() int {
 
 // All yields every key and its staple. It sees each shard as it was when it reached it, and each staple as
 // it is when it reaches it.
-func (ix *Index) All() iter.Seq2[certs.Key, *Staple] {
+func (ix *index) All() iter.Seq2[certs.Key, *Staple] {
 	return func(yield func(certs.Key, *Staple) bool) {
 		for i := range ix.shards {
 			for k, s := range ix.shards[i].Load().m {

@@ -1,25 +1,34 @@
-package cache
+package stapler
 
 import (
 	"maps"
+	"math/big"
 	"sync"
 	"testing"
+	"time"
 
 	"staple/certs"
 )
 
+// indexExpiry is a fixed expiry for the index's staples, which the index itself never reads.
+var indexExpiry = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func testKey(issuer string, serial int64) certs.Key {
+	return certs.KeyFor([]byte("spki of "+issuer), big.NewInt(serial))
+}
+
 func TestIndex(t *testing.T) {
-	ix := NewIndex()
+	ix := newIndex()
 	k1, k2 := testKey("ca", 1), testKey("ca", 2)
 	if ix.Get(k1) != nil || ix.Len() != 0 {
 		t.Fatal("a new index is not empty")
 	}
-	s1 := &Staple{Raw: []byte{1}, Expires: t0}
+	s1 := &Staple{Raw: []byte{1}, Expires: indexExpiry}
 	ix.Put(k1, s1)
 	if ix.Get(k1) != s1 || ix.Get(k2) != nil {
 		t.Error("Get after Put")
 	}
-	s1b := &Staple{Raw: []byte{2}, Expires: t0}
+	s1b := &Staple{Raw: []byte{2}, Expires: indexExpiry}
 	ix.Put(k1, s1b)
 	if ix.Get(k1) != s1b || ix.Len() != 1 {
 		t.Error("Put did not replace")
@@ -60,7 +69,7 @@ func TestIndex(t *testing.T) {
 }
 
 func TestIndexGetAllocatesNothing(t *testing.T) {
-	ix := NewIndex()
+	ix := newIndex()
 	key := testKey("ca", 42)
 	ix.Put(key, &Staple{Raw: []byte{1}})
 	miss := testKey("ca", 43)
@@ -76,7 +85,7 @@ func TestIndexGetAllocatesNothing(t *testing.T) {
 
 // TestIndexConcurrent runs readers against writers; with -race it checks that publication is safe.
 func TestIndexConcurrent(t *testing.T) {
-	ix := NewIndex()
+	ix := newIndex()
 	keys := make([]certs.Key, 64)
 	for i := range keys {
 		keys[i] = testKey("ca", int64(i))
@@ -114,7 +123,7 @@ func TestIndexConcurrent(t *testing.T) {
 // the index's size); removed keys are dropped from their shard once they outnumber the rest, and a key
 // removed then put again is found.
 func TestIndexRefreshCopiesNothing(t *testing.T) {
-	ix := NewIndex()
+	ix := newIndex()
 	keys := make([]certs.Key, 10000)
 	for i := range keys {
 		keys[i] = testKey("many", int64(i))
@@ -161,7 +170,7 @@ func TestIndexRefreshCopiesNothing(t *testing.T) {
 
 // BenchmarkIndexRefresh puts a new staple for a known key in an index of 100,000: what every refresh does.
 func BenchmarkIndexRefresh(b *testing.B) {
-	ix := NewIndex()
+	ix := newIndex()
 	keys := make([]certs.Key, 100000)
 	for i := range keys {
 		keys[i] = testKey("bench", int64(i))

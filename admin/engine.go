@@ -1,0 +1,192 @@
+package admin
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"staple/certs"
+	"staple/stapler"
+)
+
+// Engine is the Backend over a stapler in this process: the running service's, or the one the command line
+// runs over a store it opened when no service runs. Both answer alike because both are the same engine; the
+// Client reaches a service's Engine over the admin socket. Set the fields before the first call.
+type Engine struct {
+	Stapler *stapler.Stapler
+	// ReadOnly refuses Refresh, Remove and Import with ErrReadOnly: an engine over a store opened read-only.
+	ReadOnly bool
+	// Database says where the engine's state lives (a file path, or etcd's endpoints and prefix), for Stats.
+	Database string
+	// ServedBy, when set, names the nodes of a fleet that serve a certificate now (fleet.Store.ServedBy).
+	ServedBy func(certs.Key) ([]string, error)
+	// AddStats, when set, adds to the engine's figures what only a service knows (handshakes, start, version).
+	AddStats func(*Stats)
+	// Now is the clock that decides whether a response has expired; nil means time.Now.
+	Now func() time.Time
+}
+
+var _ Backend = (*Engine)(nil)
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) Entries(context.Context) ([]Entry, error) {
+	infos := e.Stapler.Entries()
+	now := e.now()
+	out := make([]Entry, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, EntryOf(in, now))
+	}
+	return out, nil
+}
+
+func (e *Engine) Entry(_ context.Context, ref certs.KeyRef) (Detail, error) {
+	key, err := e.lookup(ref)
+	if err != nil {
+		return Detail{}, err
+	}
+	in, ok := e.Stapler.Entry(key)
+	if !ok {
+		return Detail{}, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	d := DetailOf(in, e.now())
+	if e.ServedBy != nil {
+		d.SetServedBy(e.ServedBy(key))
+	}
+	return d, nil
+}
+
+// Refresh fetches now the entry ref selects, or every entry with a certificate when ref is nil, and waits for
+// the fetches. It returns the entries afterwards and, when a fetch failed, an error naming each failure: a
+// failed refresh is an error whether a service runs or not. A certificate with no responder URL to ask is
+// listed and not counted as a failure of a refresh of everything.
+func (e *Engine) Refresh(ctx context.Context, ref *certs.KeyRef) ([]Entry, error) {
+	if e.ReadOnly {
+		return nil, ErrReadOnly
+	}
+	var infos []stapler.Info
+	var err error
+	if ref == nil {
+		infos, err = e.Stapler.RefreshAll(ctx)
+	} else {
+		key, lerr := e.lookup(*ref)
+		if lerr != nil {
+			return nil, lerr
+		}
+		var in stapler.Info
+		if in, err = e.Stapler.Refresh(ctx, key); in.Key.IsZero() {
+			return nil, e.translate(err, *ref) // nothing was asked: no entry to show
+		}
+		if err != nil {
+			err = fmt.Errorf("%s: %w", key, err)
+		}
+		infos = []stapler.Info{in}
+	}
+	now := e.now()
+	out := make([]Entry, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, EntryOf(in, now))
+	}
+	return out, err
+}
+
+func (e *Engine) Remove(_ context.Context, ref certs.KeyRef) error {
+	if e.ReadOnly {
+		return ErrReadOnly
+	}
+	key, err := e.lookup(ref)
+	if err != nil {
+		return err
+	}
+	return e.translate(e.Stapler.Remove(key), ref)
+}
+
+// Import verifies the response against the certificate given, at now, and hands it to the engine, which
+// staples it at once when it is newer than the one held and stores it with its certificate. A response that
+// does not verify, or is older than the one held, is ErrBadInput wrapping the reason.
+func (e *Engine) Import(_ context.Context, req ImportRequest) (Entry, error) {
+	if e.ReadOnly {
+		return Entry{}, ErrReadOnly
+	}
+	chain, err := req.chain()
+	if err != nil {
+		return Entry{}, err
+	}
+	in, err := e.Stapler.Import(chain, req.DER)
+	switch {
+	case errors.Is(err, stapler.ErrClosed):
+		return Entry{}, err
+	case err != nil:
+		return Entry{}, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	return EntryOf(in, e.now()), nil
+}
+
+// chain parses the certificates of an import: the leaf and its issuer, from Chain or Issuer.
+func (req ImportRequest) chain() (*certs.Chain, error) {
+	bundle, err := certs.ParsePEM(req.Chain, "certificate")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	if len(bundle.Certs) == 0 {
+		return nil, fmt.Errorf("%w: no certificate given", ErrBadInput)
+	}
+	var extra []*x509.Certificate
+	if len(req.Issuer) > 0 {
+		ib, err := certs.ParsePEM(req.Issuer, "issuer")
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+		}
+		extra = ib.Certs
+	}
+	chain, err := certs.NewChain(bundle.Certs, nil, extra)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	if chain.Issuer == nil {
+		return nil, fmt.Errorf("%w: the issuer of %s is unknown: give it with --issuer", ErrBadInput, certs.Describe(chain.Leaf))
+	}
+	return chain, nil
+}
+
+func (e *Engine) Stats(context.Context) (Stats, error) {
+	m := e.Stapler.Metrics()
+	st := Stats{
+		Entries: m.Entries, Ready: e.Stapler.Ready(), Healthy: true, Fetches: int64(m.Fetches),
+		PersistFails: int64(m.PersistFailures), ReadOnly: e.ReadOnly, DatabasePath: e.Database,
+	}
+	for _, n := range m.Failures {
+		st.FetchFailures += int64(n)
+	}
+	if err := e.Stapler.Healthy(); err != nil {
+		st.Healthy, st.Problem = false, err.Error()
+	}
+	if e.AddStats != nil {
+		e.AddStats(&st)
+	}
+	return st, nil
+}
+
+// lookup finds the key ref selects.
+func (e *Engine) lookup(ref certs.KeyRef) (certs.Key, error) {
+	key, err := e.Stapler.Lookup(ref)
+	return key, e.translate(err, ref)
+}
+
+// translate gives the engine's errors about ref the API's meaning (ErrNotFound, ErrAmbiguous).
+func (e *Engine) translate(err error, ref certs.KeyRef) error {
+	switch {
+	case errors.Is(err, stapler.ErrNotFound), errors.Is(err, stapler.ErrNotWatched):
+		return fmt.Errorf("%w: %s", ErrNotFound, ref)
+	case errors.Is(err, stapler.ErrAmbiguous):
+		return fmt.Errorf("%w: %w", ErrAmbiguous, err)
+	}
+	return err
+}
