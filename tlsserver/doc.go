@@ -22,7 +22,7 @@
 //	handshakeTimeout, sessionTimeout  Server.HandshakeTimeout, Server.SessionTimeout
 //
 // Where crypto/tls and OpenSSL differ, the server bridges the gap so that Node's behaviour holds (see
-// shared/reference/node-tls-mapping.md): GetCertificate always runs, even without SNI, so a staple goes out
+// docs/node-tls-mapping.md): GetCertificate always runs, even without SNI, so a staple goes out
 // to every client that asks; OCSPRequest never runs on a resumed handshake, also on TLS 1.2, where crypto/tls
 // picks the certificate before it looks at the ticket (the staple is filled in once UnwrapSession has ruled
 // resumption out); a hook's error closes the connection without the alert crypto/tls would send; a client
