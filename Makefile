@@ -72,11 +72,11 @@ fuzz:
 	  done; \
 	done
 
-# The suite against software nobody here wrote (nginx, HAProxy, gnutls-cli, curl, Node, Chromium), faults,
-# load and crashes; .ci/run installs the peers. It ends with a table of every case, peer and result.
+# The suite in e2e/ against software nobody here wrote (nginx, HAProxy, gnutls-cli, curl, Node, Chromium),
+# faults, load and crashes; .ci/run installs the peers. It ends with a table of every case, peer and result.
 interop:
 	@rm -f $(CURDIR)/bin/interop-summary.txt; mkdir -p bin
-	STAPLE_SUMMARY=$(CURDIR)/bin/interop-summary.txt $(GO) test -count=1 -tags interop -run '^TestInterop' -timeout 40m . ; \
+	STAPLE_SUMMARY=$(CURDIR)/bin/interop-summary.txt $(GO) test -count=1 -tags interop -run '^TestInterop' -timeout 40m ./e2e ; \
 	  rc=$$?; cat $(CURDIR)/bin/interop-summary.txt 2>/dev/null; exit $$rc
 
 clean:

@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"bufio"
@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"staple/e2e/harness"
 )
 
 // TestInteropLoadMaxConnections opens $STAPLE_LOAD_CONNS (10,000) TCP connections at once to staple serve
@@ -36,24 +38,24 @@ func TestInteropLoadMaxConnections(t *testing.T) {
 	if limit >= total {
 		t.Fatalf("max_connections %d must be below the %d connections", limit, total)
 	}
-	row := outcome(t, fmt.Sprintf("load: %d connections, max_connections %d", total, limit), "Go net and crypto/tls clients")
+	row := harness.Outcome(t, fmt.Sprintf("load: %d connections, max_connections %d", total, limit), "Go net and crypto/tls clients")
 	raiseNoFile(t, uint64(total+2048))
 
-	f := newLabFixture(t, "@every 30s")
+	f := harness.NewLabFixture(t, "@every 30s")
 	labResponder(t, f, time.Hour)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	writeServeConfig(t, f, serveConfig{sweep: "@every 30s", top: []string{
 		fmt.Sprintf("max_connections = %d", limit),
 		`handshake_timeout = "90s"`, // longer than the whole load, so that no held connection is cut by it
 		fmt.Sprintf("metrics_listen = %q", metricsAddr),
 	}})
-	srv := start(t, binary, "serve", "--config", f.config)
-	srv.waitLog("staple serving", testTimeout)
-	pid := srv.cmd.Process.Pid
+	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv.WaitLog("staple serving", harness.Timeout)
+	pid := srv.Cmd.Process.Pid
 	client := newStapleClient(t, f, "site.test")
-	client.waitGoodStaple(t, f.tlsAddr, 20*time.Second)
+	client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)
 	for range 20 { // warm up: the first handshakes and pages allocate what every later one reuses
-		servedOnce(t, client, f.tlsAddr)
+		servedOnce(t, client, f.TLSAddr)
 	}
 	base := settled(t, pid, metricsAddr)
 	t.Logf("baseline: %v", base)
@@ -72,7 +74,7 @@ func TestInteropLoadMaxConnections(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.DialTimeout("tcp", f.tlsAddr, 30*time.Second)
+			c, err := net.DialTimeout("tcp", f.TLSAddr, 30*time.Second)
 			<-dialing
 			lc := &loadConn{c: c, dialed: time.Now(), err: err}
 			conns[i] = lc
@@ -184,13 +186,13 @@ func TestInteropLoadMaxConnections(t *testing.T) {
 	}
 	settledIn := settle - time.Until(deadline)
 	t.Logf("after (%v): %v", settledIn.Round(time.Second), after)
-	servedOnce(t, client, f.tlsAddr) // and it still serves
+	servedOnce(t, client, f.TLSAddr) // and it still serves
 	alive(t, srv)
 	noPanic(t, srv)
-	row.note("%d conns: %d held+served, %d closed at once (max %v); fds %d/%d/%d, goroutines %d/%d/%d, RSS %s/%s/%s (before/peak/after)",
+	row.Note("%d conns: %d held+served, %d closed at once (max %v); fds %d/%d/%d, goroutines %d/%d/%d, RSS %s/%s/%s (before/peak/after)",
 		total, served.Load(), len(closedAtOnce), pct(1).Round(time.Millisecond), base.fds, top.fds, after.fds,
 		base.goroutines, top.goroutines, after.goroutines, mib(base.rss), mib(top.rss), mib(after.rss))
-	srv.stop()
+	srv.Stop()
 }
 
 var errNoStaple = errors.New("no staple")
@@ -361,17 +363,17 @@ func TestInteropFlappingResponder(t *testing.T) {
 	good := envDuration(t, "STAPLE_FLAP_GOOD", 2*time.Second)
 	bad := envDuration(t, "STAPLE_FLAP_BAD", 4*time.Second)
 	workers := envInt(t, "STAPLE_FLAP_CLIENTS", 4)
-	row := outcome(t, fmt.Sprintf("load: %v of handshakes, responder flapping", duration), "staple responder (faults, kill)")
+	row := harness.Outcome(t, fmt.Sprintf("load: %v of handshakes, responder flapping", duration), "staple responder (faults, kill)")
 
-	f := newLabFixture(t, "@every 1s")
+	f := harness.NewLabFixture(t, "@every 1s")
 	resp := labResponder(t, f, validity)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	writeServeConfig(t, f, serveConfig{sweep: "@every 1s", top: []string{fmt.Sprintf("metrics_listen = %q", metricsAddr)},
 		fetch: []string{`timeout = "2s"`, `connect_timeout = "1s"`}})
-	srv := start(t, binary, "serve", "--config", f.config)
-	srv.waitLog("staple serving", testTimeout)
+	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv.WaitLog("staple serving", harness.Timeout)
 	client := newStapleClient(t, f, "site.test")
-	client.waitGoodStaple(t, f.tlsAddr, 20*time.Second)
+	client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)
 
 	var (
 		known knownStaples
@@ -391,7 +393,7 @@ func TestInteropFlappingResponder(t *testing.T) {
 					cfg.MaxVersion = tls.VersionTLS12
 				}
 				hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				r, err := client.handshake(hctx, f.tlsAddr, cfg)
+				r, err := client.handshake(hctx, f.TLSAddr, cfg)
 				cancel()
 				tally.add(&known, r, err)
 			}
@@ -399,7 +401,7 @@ func TestInteropFlappingResponder(t *testing.T) {
 	}
 
 	// The responder flaps, driven from the test's goroutine (it may start processes).
-	faultURL := "http://127.0.0.1:" + strconv.Itoa(f.ocspPort) + "/-/faults"
+	faultURL := "http://127.0.0.1:" + strconv.Itoa(f.OCSPPort) + "/-/faults"
 	setFault := func(body string) {
 		method, url := http.MethodDelete, faultURL
 		if body != "" {
@@ -421,7 +423,7 @@ func TestInteropFlappingResponder(t *testing.T) {
 	}{
 		{"http500", func() { setFault("http500") }, func() { setFault("") }},
 		{"drop", func() { setFault("drop") }, func() { setFault("") }},
-		{"killed", func() { resp.kill() }, func() { resp = labResponder(t, f, validity) }},
+		{"killed", func() { resp.Kill() }, func() { resp = labResponder(t, f, validity) }},
 	}
 	flaps := map[string]int{}
 	sleep := func(d time.Duration) {
@@ -468,9 +470,9 @@ func TestInteropFlappingResponder(t *testing.T) {
 	}
 	alive(t, srv)
 	noPanic(t, srv)
-	row.note("%d handshakes, %d stapled, %d violations, %d errors; %d unstapled after the last staple expired; %d flaps (%v), %v fetch failures",
+	row.Note("%d handshakes, %d stapled, %d violations, %d errors; %d unstapled after the last staple expired; %d flaps (%v), %v fetch failures",
 		s.handshakes, s.stapled, len(s.violations), s.errors, s.expiredGap, flaps["http500"]+flaps["drop"]+flaps["killed"], flaps, failures)
-	srv.stop()
+	srv.Stop()
 }
 
 // knownStaples records, for the flapping test, each newer staple the clients saw and when the handshake that

@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"bufio"
@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"staple/e2e/harness"
 )
 
 // Helpers shared by the load, abuse, disk and secrets tests of the interop suite (interop_*_test.go).
@@ -186,13 +188,13 @@ type serveConfig struct {
 }
 
 // writeServeConfig rewrites the fixture's configuration file with the extra settings.
-func writeServeConfig(t *testing.T, f *labFixture, c serveConfig) {
+func writeServeConfig(t *testing.T, f *harness.LabFixture, c serveConfig) {
 	t.Helper()
 	if c.sweep == "" {
 		c.sweep = "@every 1s"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "data_dir = %q\nlisten = %q\nlog_format = \"json\"\ndrain_timeout = \"5s\"\n", f.dataDir, f.tlsAddr)
+	fmt.Fprintf(&b, "data_dir = %q\nlisten = %q\nlog_format = \"json\"\ndrain_timeout = \"5s\"\n", f.DataDir, f.TLSAddr)
 	for _, l := range c.top {
 		b.WriteString(l + "\n")
 	}
@@ -203,19 +205,19 @@ func writeServeConfig(t *testing.T, f *labFixture, c serveConfig) {
 	for _, l := range c.tables {
 		b.WriteString("\n" + l + "\n")
 	}
-	fmt.Fprintf(&b, "\n[[site]]\ncert = %q\nkey = %q\n", f.cert, f.key)
-	if err := os.WriteFile(f.config, []byte(b.String()), 0o600); err != nil {
+	fmt.Fprintf(&b, "\n[[site]]\ncert = %q\nkey = %q\n", f.Cert, f.Key)
+	if err := os.WriteFile(f.Config, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // labResponder runs staple responder over the fixture's lab on its OCSP port, with the fault API on.
-func labResponder(t *testing.T, f *labFixture, validity time.Duration, extra ...string) *process {
+func labResponder(t *testing.T, f *harness.LabFixture, validity time.Duration, extra ...string) *harness.Process {
 	t.Helper()
-	args := append([]string{"responder", "--lab", f.dir, "--listen", "127.0.0.1:" + strconv.Itoa(f.ocspPort),
+	args := append([]string{"responder", "--lab", f.Dir, "--listen", "127.0.0.1:" + strconv.Itoa(f.OCSPPort),
 		"--validity", validity.String(), "--log-format", "json"}, extra...)
-	p := start(t, binary, args...)
-	p.waitLog("listening", testTimeout)
+	p := harness.Start(t, harness.Binary, args...)
+	p.WaitLog("listening", harness.Timeout)
 	return p
 }
 
@@ -227,9 +229,9 @@ type stapleClient struct {
 	serverName string
 }
 
-func newStapleClient(t *testing.T, f *labFixture, serverName string) *stapleClient {
+func newStapleClient(t *testing.T, f *harness.LabFixture, serverName string) *stapleClient {
 	t.Helper()
-	return &stapleClient{roots: certPool(t, f.root), issuer: readCert(t, filepath.Join(f.dir, "ca.pem")), serverName: serverName}
+	return &stapleClient{roots: certPool(t, f.Root), issuer: readCert(t, filepath.Join(f.Dir, "ca.pem")), serverName: serverName}
 }
 
 func certPool(t *testing.T, file string) *x509.CertPool {
@@ -371,23 +373,23 @@ func adminGet(t *testing.T, socket, path string) (int, string) {
 }
 
 // noPanic fails the test when a process's output shows a panic or a Go runtime crash.
-func noPanic(t *testing.T, p *process) {
+func noPanic(t *testing.T, p *harness.Process) {
 	t.Helper()
-	out := p.output()
+	out := p.Output()
 	for _, s := range []string{"panic:", "goroutine ", "fatal error:", "SIGSEGV"} {
 		if strings.Contains(out, s) {
-			t.Errorf("%s printed %q:\n%s", p.name, s, out)
+			t.Errorf("%s printed %q:\n%s", p.Name, s, out)
 			return
 		}
 	}
 }
 
 // alive fails the test when the process has exited.
-func alive(t *testing.T, p *process) {
+func alive(t *testing.T, p *harness.Process) {
 	t.Helper()
 	select {
-	case <-p.done:
-		t.Fatalf("%s exited (%v):\n%s", p.name, p.err, p.output())
+	case <-p.Done():
+		t.Fatalf("%s exited (%v):\n%s", p.Name, p.Err(), p.Output())
 	default:
 	}
 }

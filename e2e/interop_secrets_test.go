@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"context"
@@ -28,6 +28,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"staple/cache"
+	"staple/e2e/harness"
 )
 
 // TestInteropFileModes: with a umask of 0, so that nothing is 0600 by luck, every file that holds a secret
@@ -39,25 +40,25 @@ func TestInteropFileModes(t *testing.T) {
 	defer syscall.Umask(old)
 
 	t.Run("configured lab", func(t *testing.T) {
-		row := outcome(t, "files: lab keys, cache and admin socket 0600 (umask 0)", "Linux permissions")
-		f := newLabFixture(t, "@every 30s") // staple lab init and issue, under umask 0
+		row := harness.Outcome(t, "files: lab keys, cache and admin socket 0600 (umask 0)", "Linux permissions")
+		f := harness.NewLabFixture(t, "@every 30s") // staple lab init and issue, under umask 0
 		labResponder(t, f, time.Hour)
-		srv := start(t, binary, "serve", "--config", f.config)
-		srv.waitLog("staple serving", testTimeout)
-		newStapleClient(t, f, "site.test").waitGoodStaple(t, f.tlsAddr, 20*time.Second)
-		n := checkModes(t, f.dir, f.dataDir)
-		srv.stop()
-		row.note("%d secret files and directories checked", n)
+		srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+		srv.WaitLog("staple serving", harness.Timeout)
+		newStapleClient(t, f, "site.test").waitGoodStaple(t, f.TLSAddr, 20*time.Second)
+		n := checkModes(t, f.Dir, f.DataDir)
+		srv.Stop()
+		row.Note("%d secret files and directories checked", n)
 	})
 	t.Run("embedded default", func(t *testing.T) {
-		row := outcome(t, "files: embedded lab keys, cache and admin socket 0600 (umask 0)", "Linux permissions")
+		row := harness.Outcome(t, "files: embedded lab keys, cache and admin socket 0600 (umask 0)", "Linux permissions")
 		e := newEmbedded(t, "info")
-		srv := start(t, binary, "serve", "--config", e.config, "--data-dir", e.dataDir, "--log-format", "json")
-		srv.waitLog("staple serving", testTimeout)
+		srv := harness.Start(t, harness.Binary, "serve", "--config", e.config, "--data-dir", e.dataDir, "--log-format", "json")
+		srv.WaitLog("staple serving", harness.Timeout)
 		e.client(t).waitGoodStaple(t, e.tlsAddr, 20*time.Second)
 		n := checkModes(t, filepath.Join(e.dataDir, "lab"), e.dataDir)
-		srv.stop()
-		row.note("%d secret files and directories checked", n)
+		srv.Stop()
+		row.Note("%d secret files and directories checked", n)
 	})
 }
 
@@ -105,38 +106,38 @@ func checkModes(t *testing.T, labDir, dataDir string) int {
 // secrets of every handshake (from the client's KeyLogWriter).
 func TestInteropNoSecretsInLogs(t *testing.T) {
 	t.Run("configured", func(t *testing.T) {
-		row := outcome(t, "secrets: none in serve's debug log (configured site)", "Go crypto/tls client")
-		f := newLabFixture(t, "@every 1s")
+		row := harness.Outcome(t, "secrets: none in serve's debug log (configured site)", "Go crypto/tls client")
+		f := harness.NewLabFixture(t, "@every 1s")
 		resp := labResponder(t, f, time.Hour, "--log-level", "debug")
 		// sessions = "store": the sessions go to the cache file, where the test finds their secrets.
 		writeServeConfig(t, f, serveConfig{top: []string{`log_level = "debug"`, `sessions = "store"`,
-			fmt.Sprintf("responder_listen = %q", "127.0.0.1:"+strconv.Itoa(freePort(t))),
-			fmt.Sprintf("metrics_listen = %q", "127.0.0.1:"+strconv.Itoa(freePort(t)))},
+			fmt.Sprintf("responder_listen = %q", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t))),
+			fmt.Sprintf("metrics_listen = %q", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)))},
 			tables: []string{"[tickets]\nrotate = \"@every 2s\""},
 		})
-		srv := start(t, binary, "serve", "--config", f.config)
-		srv.waitLog("staple serving", testTimeout)
-		ex := exercise(t, srv, f.tlsAddr, newStapleClient(t, f, "site.test"), f.dataDir)
-		srv.stop()
-		resp.stop()
+		srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+		srv.WaitLog("staple serving", harness.Timeout)
+		ex := exercise(t, srv, f.TLSAddr, newStapleClient(t, f, "site.test"), f.DataDir)
+		srv.Stop()
+		resp.Stop()
 
 		var s secrets
-		keys := []string{f.key, filepath.Join(f.dir, "ocsp.key"), filepath.Join(f.dir, "ca.key"), filepath.Join(f.dir, "root.key")}
+		keys := []string{f.Key, filepath.Join(f.Dir, "ocsp.key"), filepath.Join(f.Dir, "ca.key"), filepath.Join(f.Dir, "root.key")}
 		for _, k := range keys {
 			s.addKeyFile(t, k)
 		}
-		ex.addFromCache(t, &s, filepath.Join(f.dataDir, "cache.db"), true)
+		ex.addFromCache(t, &s, filepath.Join(f.DataDir, "cache.db"), true)
 		s.addAll(ex.clientSecrets)
 		s.control(t, keys, ex)
-		s.report(t, row, ex, srv.output()+"\n"+resp.output())
+		s.report(t, row, ex, srv.Output()+"\n"+resp.Output())
 	})
 	t.Run("embedded default", func(t *testing.T) {
-		row := outcome(t, "secrets: none in serve's debug log (embedded default)", "Go crypto/tls client")
+		row := harness.Outcome(t, "secrets: none in serve's debug log (embedded default)", "Go crypto/tls client")
 		e := newEmbedded(t, "debug")
-		srv := start(t, binary, "serve", "--config", e.config, "--data-dir", e.dataDir, "--log-format", "json")
-		srv.waitLog("staple serving", testTimeout)
+		srv := harness.Start(t, harness.Binary, "serve", "--config", e.config, "--data-dir", e.dataDir, "--log-format", "json")
+		srv.WaitLog("staple serving", harness.Timeout)
 		ex := exercise(t, srv, e.tlsAddr, e.client(t), e.dataDir)
-		srv.stop()
+		srv.Stop()
 
 		var s secrets
 		var keys []string
@@ -150,7 +151,7 @@ func TestInteropNoSecretsInLogs(t *testing.T) {
 		ex.addFromCache(t, &s, filepath.Join(e.dataDir, "cache.db"), false) // tickets: no session stored
 		s.addAll(ex.clientSecrets)
 		s.control(t, keys, ex)
-		s.report(t, row, ex, srv.output())
+		s.report(t, row, ex, srv.Output())
 	})
 }
 
@@ -163,9 +164,9 @@ func newEmbedded(t *testing.T, level string) *embedded {
 	t.Helper()
 	dir := t.TempDir()
 	e := &embedded{dataDir: filepath.Join(dir, "staple-data"), config: filepath.Join(dir, "ports.toml"),
-		tlsAddr: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+		tlsAddr: "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))}
 	conf := fmt.Sprintf("listen = %q\nlab_responder_url = \"http://127.0.0.1:%d\"\nlog_level = %q\n\n[tickets]\nrotate = \"@every 2s\"\n",
-		e.tlsAddr, freePort(t), level)
+		e.tlsAddr, harness.FreePort(t), level)
 	if err := os.WriteFile(e.config, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ type exercised struct {
 // exercise drives a running serve through everything that might log: full and resumed handshakes with
 // TLS 1.2 and 1.3, a handshake that fails, the status page, forced refreshes, ticket rotations (every 2 s)
 // and a reload.
-func exercise(t *testing.T, srv *process, addr string, client *stapleClient, dataDir string) *exercised {
+func exercise(t *testing.T, srv *harness.Process, addr string, client *stapleClient, dataDir string) *exercised {
 	t.Helper()
 	ex := &exercised{clientSecrets: map[string][]byte{}}
 	var keylog keyLog
@@ -225,13 +226,13 @@ func exercise(t *testing.T, srv *process, addr string, client *stapleClient, dat
 		c.Write([]byte("\x16\x03\x01\x00\x05hello"))
 		c.Close()
 	}
-	mustStaple(t, "cache", "refresh", "--data-dir", dataDir)
-	mustStaple(t, "cache", "ls", "--data-dir", dataDir)
+	harness.MustStaple(t, "cache", "refresh", "--data-dir", dataDir)
+	harness.MustStaple(t, "cache", "ls", "--data-dir", dataDir)
 	time.Sleep(2500 * time.Millisecond) // a ticket key rotation
-	srv.cmd.Process.Signal(syscall.SIGHUP)
-	srv.waitLog("configuration reloaded", testTimeout)
+	srv.Cmd.Process.Signal(syscall.SIGHUP)
+	srv.WaitLog("configuration reloaded", harness.Timeout)
 	round()
-	mustStaple(t, "cache", "refresh", "--data-dir", dataDir)
+	harness.MustStaple(t, "cache", "refresh", "--data-dir", dataDir)
 	time.Sleep(time.Second) // the session store writes behind
 
 	if ex.resumed == 0 {
@@ -264,7 +265,7 @@ func exercise(t *testing.T, srv *process, addr string, client *stapleClient, dat
 	if len(ex.clientSecrets) == 0 || len(ex.tickets) == 0 {
 		t.Fatalf("%d secrets from the key log and the client's sessions, %d tickets: nothing to look for", len(ex.clientSecrets), len(ex.tickets))
 	}
-	for _, l := range strings.Split(srv.output(), "\n") {
+	for _, l := range strings.Split(srv.Output(), "\n") {
 		if strings.Contains(l, `"level":"debug"`) {
 			ex.debugLines++
 		}
@@ -453,16 +454,16 @@ func (s *secrets) control(t *testing.T, keyFiles []string, ex *exercised) {
 }
 
 // report fails t for every secret found in log, and notes on row what was exercised and searched.
-func (s *secrets) report(t *testing.T, row *outcomeRow, ex *exercised, log string) {
+func (s *secrets) report(t *testing.T, row *harness.Row, ex *exercised, log string) {
 	t.Helper()
 	found := s.grep(log)
 	for _, leak := range found {
 		t.Errorf("a secret in the log: %s", leak)
 	}
-	row.note("%d debug lines, %d handshakes (%d resumed); %d secrets × encodings (%d needles) found 0 times",
+	row.Note("%d debug lines, %d handshakes (%d resumed); %d secrets × encodings (%d needles) found 0 times",
 		ex.debugLines, ex.handshakes, ex.resumed, len(s.names), len(s.needles))
 	if len(found) > 0 {
-		row.note("%d secrets found in the log", len(found))
+		row.Note("%d secrets found in the log", len(found))
 	}
 }
 

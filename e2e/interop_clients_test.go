@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"crypto/tls"
@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"staple/e2e/harness"
 )
 
 // interopLab is a lab made by staple with one leaf and its own `staple responder`.
@@ -26,15 +28,15 @@ type interopLab struct {
 	cert, key, root, ca   string
 	leaf, issuer          *x509.Certificate
 	responderPort         int
-	responder             *process
+	responder             *harness.Process
 	responderFlagsAtStart []string
 }
 
 func newInteropLab(t *testing.T, base, kind, name string, responderFlags ...string) *interopLab {
 	t.Helper()
-	l := &interopLab{kind: kind, name: name, dir: filepath.Join(base, "lab-"+kind+"-"+name), responderPort: freePort(t)}
-	mustStaple(t, "lab", "init", l.dir, "--key-type", kind, "--responder-url", "http://127.0.0.1:"+strconv.Itoa(l.responderPort))
-	mustStaple(t, "lab", "issue", l.dir, name, "--ip", "127.0.0.1")
+	l := &interopLab{kind: kind, name: name, dir: filepath.Join(base, "lab-"+kind+"-"+name), responderPort: harness.FreePort(t)}
+	harness.MustStaple(t, "lab", "init", l.dir, "--key-type", kind, "--responder-url", "http://127.0.0.1:"+strconv.Itoa(l.responderPort))
+	harness.MustStaple(t, "lab", "issue", l.dir, name, "--ip", "127.0.0.1")
 	l.cert, l.key = filepath.Join(l.dir, "certs", name+".pem"), filepath.Join(l.dir, "certs", name+".key")
 	l.root, l.ca = filepath.Join(l.dir, "root.pem"), filepath.Join(l.dir, "ca.pem")
 	l.leaf, l.issuer = readCert(t, l.cert), readCert(t, l.ca)
@@ -46,8 +48,8 @@ func newInteropLab(t *testing.T, base, kind, name string, responderFlags ...stri
 func (l *interopLab) startResponder(t *testing.T) {
 	t.Helper()
 	args := append([]string{"responder", "--lab", l.dir, "--listen", "127.0.0.1:" + strconv.Itoa(l.responderPort), "--log-format", "json"}, l.responderFlagsAtStart...)
-	l.responder = start(t, binary, args...)
-	l.responder.waitLog("listening", testTimeout)
+	l.responder = harness.Start(t, harness.Binary, args...)
+	l.responder.WaitLog("listening", harness.Timeout)
 }
 
 // verifyStaple checks a staple as a careful client does: signed by the lab's CA or its delegated signer, for
@@ -71,7 +73,7 @@ func (l *interopLab) verifyStaple(t *testing.T, der []byte, want int) {
 type servedWorld struct {
 	base, dataDir, config, tlsAddr string
 	labs                           []*interopLab
-	srv                            *process
+	srv                            *harness.Process
 	extra                          string
 }
 
@@ -91,10 +93,10 @@ func newServedWorld(t *testing.T, extra string, labs ...*interopLab) *servedWorl
 	t.Helper()
 	base := t.TempDir()
 	w := &servedWorld{base: base, dataDir: filepath.Join(base, "data"), config: filepath.Join(base, "staple.toml"),
-		tlsAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)), labs: labs, extra: extra}
+		tlsAddr: "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), labs: labs, extra: extra}
 	w.writeConfig(t)
-	w.srv = start(t, binary, "serve", "--config", w.config)
-	w.srv.waitLog("staple serving", testTimeout)
+	w.srv = harness.Start(t, harness.Binary, "serve", "--config", w.config)
+	w.srv.WaitLog("staple serving", harness.Timeout)
 	for _, l := range labs {
 		w.waitStaple(t, l, ocsp.Good)
 	}
@@ -187,9 +189,9 @@ func runCmd(t *testing.T, timeout time.Duration, combined bool, name string, arg
 var clients = []client{
 	{"openssl s_client", func(t *testing.T, w *servedWorld, l *interopLab, v uint16, want int) {
 		flag := map[uint16]string{tls.VersionTLS12: "-tls1_2", tls.VersionTLS13: "-tls1_3"}[v]
-		r := sClient(t, w.tlsAddr, l.root, l.name, flag)
-		if r.status != statusWord(want) {
-			t.Fatalf("s_client saw Cert Status %q, want %s:\n%s", r.status, statusWord(want), r.out)
+		r := harness.SClient(t, w.tlsAddr, l.root, l.name, flag)
+		if r.Status != statusWord(want) {
+			t.Fatalf("s_client saw Cert Status %q, want %s:\n%s", r.Status, statusWord(want), r.Out)
 		}
 		// openssl verifies the same bytes: openssl ocsp -respin with the issuer and the lab's root.
 		der := w.goStaple(t, l, v)
@@ -268,7 +270,7 @@ var clients = []client{
 // revoked.
 func TestInteropClients(t *testing.T) {
 	for _, tool := range []string{"openssl", "gnutls-cli", "node", "curl"} {
-		requireTool(t, tool)
+		harness.RequireTool(t, tool)
 	}
 	base := t.TempDir()
 	labs := []*interopLab{newInteropLab(t, base, "ecdsa", "ecdsa.test"), newInteropLab(t, base, "rsa", "rsa.test")}
@@ -278,20 +280,20 @@ func TestInteropClients(t *testing.T) {
 		for _, c := range clients {
 			for _, l := range labs {
 				t.Run(phase+"/"+c.name+"/"+l.kind, func(t *testing.T) {
-					row := outcome(t, fmt.Sprintf("reads a %s staple (%s, TLS 1.2 and 1.3)", statusWord(want), l.kind), c.name)
+					row := harness.Outcome(t, fmt.Sprintf("reads a %s staple (%s, TLS 1.2 and 1.3)", statusWord(want), l.kind), c.name)
 					for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 						c.check(t, w, l, v, want)
 					}
-					row.note("verified")
+					row.Note("verified")
 				})
 			}
 		}
 	}
 	checkAll("good", ocsp.Good)
 	for _, l := range labs {
-		mustStaple(t, "lab", "revoke", l.dir, l.cert, "--reason", "keyCompromise")
+		harness.MustStaple(t, "lab", "revoke", l.dir, l.cert, "--reason", "keyCompromise")
 	}
-	mustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
+	harness.MustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
 	for _, l := range labs {
 		w.waitStaple(t, l, ocsp.Revoked)
 	}

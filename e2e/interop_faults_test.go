@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"crypto/tls"
@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"staple/e2e/harness"
 )
 
 // faultCase is one way a CA's responder misbehaves, applied to one certificate of the fault test.
@@ -104,7 +106,7 @@ func (wt *watcher) handshake(addr string) {
 // every handshake gets the last valid one while it lasts, and each certificate is stapled again at the first
 // good answer once its responder behaves.
 func TestInteropResponderFaults(t *testing.T) {
-	requireTool(t, "openssl")
+	harness.RequireTool(t, "openssl")
 	validity := envDuration(t, "STAPLE_FAULT_VALIDITY", 60*time.Second)
 	base := t.TempDir()
 	faulty := newInteropLabN(t, base, "faulty", "--validity", validity.String(), "--fault-api")
@@ -146,8 +148,8 @@ func TestInteropResponderFaults(t *testing.T) {
 	for i, fc := range faultCases {
 		faulty.setFault(t, labs[i].leaf.SerialNumber.Text(16), fc.fault)
 	}
-	refused.responder.kill()
-	syscall.Kill(down.responder.cmd.Process.Pid, syscall.SIGSTOP)
+	refused.responder.Kill()
+	syscall.Kill(down.responder.Cmd.Process.Pid, syscall.SIGSTOP)
 	broken := time.Now()
 
 	// Over the life of the responses held and past it: they are served while they last, then nothing.
@@ -161,9 +163,9 @@ func TestInteropResponderFaults(t *testing.T) {
 	// Repair, and the first good answer restores the staple.
 	faulty.clearFaults(t)
 	refused.startResponder(t)
-	syscall.Kill(down.responder.cmd.Process.Pid, syscall.SIGCONT)
+	syscall.Kill(down.responder.Cmd.Process.Pid, syscall.SIGCONT)
 	repaired := time.Now()
-	mustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
+	harness.MustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
 	for _, l := range labs {
 		w.waitStaple(t, l, ocsp.Good)
 	}
@@ -174,7 +176,7 @@ func TestInteropResponderFaults(t *testing.T) {
 	names := append(faultNames(), "refused", "down")
 	for i, wt := range watchers {
 		t.Run(names[i], func(t *testing.T) {
-			row := outcome(t, "survives a responder fault: "+names[i], "staple responder / process")
+			row := harness.Outcome(t, "survives a responder fault: "+names[i], "staple responder / process")
 			wt.mu.Lock()
 			defer wt.mu.Unlock()
 			if wt.invalid > 0 {
@@ -192,7 +194,7 @@ func TestInteropResponderFaults(t *testing.T) {
 			if !unstapledAtEnd[i] {
 				t.Errorf("%s: still stapled after the last good response expired: the fault did not take effect", wt.name)
 			}
-			row.note("%d handshakes, %d stapled, 0 invalid, recovered %.1fs after the repair", wt.handshakes, wt.stapled, recovery.Seconds())
+			row.Note("%d handshakes, %d stapled, 0 invalid, recovered %.1fs after the repair", wt.handshakes, wt.stapled, recovery.Seconds())
 		})
 	}
 	// A fault that lets no good answer through must not leave a staple past the last valid response: that
@@ -222,7 +224,7 @@ func newInteropLabN(t *testing.T, base, name string, responderFlags ...string) *
 // ones issued now (the responder sees them at once: it watches index.txt).
 func (l *labN) leaf(t *testing.T, i int, name string) *interopLab {
 	t.Helper()
-	mustStaple(t, "lab", "issue", l.dir, name, "--ip", "127.0.0.1")
+	harness.MustStaple(t, "lab", "issue", l.dir, name, "--ip", "127.0.0.1")
 	c := *l.interopLab
 	c.name = name
 	c.cert, c.key = filepath.Join(l.dir, "certs", name+".pem"), filepath.Join(l.dir, "certs", name+".key")
@@ -257,7 +259,7 @@ func (l *labN) clearFaults(t *testing.T) {
 // TestInteropKill9 kills staple serve with SIGKILL at random moments while it refreshes and writes, 20 times:
 // every restart opens the cache, and its first handshake is stapled from it.
 func TestInteropKill9(t *testing.T) {
-	requireTool(t, "openssl")
+	harness.RequireTool(t, "openssl")
 	const certsN = 24
 	base := t.TempDir()
 	lab := newInteropLabN(t, base, "kill", "--validity", "20s")
@@ -268,31 +270,31 @@ func TestInteropKill9(t *testing.T) {
 	// Sweep every second and refresh at the midpoint of 20-second responses: some certificate is being
 	// fetched and written at almost any moment.
 	w := newServedWorld(t, "[fetch]\nsweep = \"@every 1s\"\n", labs...)
-	w.srv.stop()
+	w.srv.Stop()
 
 	kills := envInt(t, "STAPLE_KILLS", 20)
 	for i := range kills {
-		srv := start(t, binary, "serve", "--config", w.config)
-		srv.waitLog("staple serving", testTimeout)
+		srv := harness.Start(t, harness.Binary, "serve", "--config", w.config)
+		srv.WaitLog("staple serving", harness.Timeout)
 		l := labs[rand.IntN(len(labs))]
 		if der := w.goStaple(t, l, tls.VersionTLS13); der == nil {
-			t.Fatalf("restart %d: the first handshake (%s) was not stapled:\n%s", i, l.name, srv.output())
+			t.Fatalf("restart %d: the first handshake (%s) was not stapled:\n%s", i, l.name, srv.Output())
 		} else {
 			l.verifyStaple(t, der, ocsp.Good)
 		}
 		time.Sleep(time.Duration(200+rand.IntN(1800)) * time.Millisecond)
-		syscall.Kill(-srv.cmd.Process.Pid, syscall.SIGKILL)
-		<-srv.done
+		syscall.Kill(-srv.Cmd.Process.Pid, syscall.SIGKILL)
+		<-srv.Done()
 	}
-	srv := start(t, binary, "serve", "--config", w.config)
-	srv.waitLog("staple serving", testTimeout)
-	row := outcome(t, "kill -9 during refreshes, then the first handshake", "staple serve (SIGKILL)")
+	srv := harness.Start(t, harness.Binary, "serve", "--config", w.config)
+	srv.WaitLog("staple serving", harness.Timeout)
+	row := harness.Outcome(t, "kill -9 during refreshes, then the first handshake", "staple serve (SIGKILL)")
 	for _, l := range labs {
 		w.waitStaple(t, l, ocsp.Good)
 	}
-	srv.stop()
-	if out, errOut, code := staple(t, "cache", "ls", "--data-dir", w.dataDir); code != 0 || strings.Count(out, "good") != len(labs) {
+	srv.Stop()
+	if out, errOut, code := harness.Staple(t, "cache", "ls", "--data-dir", w.dataDir); code != 0 || strings.Count(out, "good") != len(labs) {
 		t.Errorf("cache ls after the kills: exit %d\n%s%s", code, out, errOut)
 	}
-	row.note("%d kills, every restart stapled its first handshake", kills)
+	row.Note("%d kills, every restart stapled its first handshake", kills)
 }

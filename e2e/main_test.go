@@ -1,63 +1,40 @@
-package main
+package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
+
+	"staple/e2e/harness"
 )
 
-// testTimeout bounds every process a test starts.
-const testTimeout = 60 * time.Second
-
-// binary is the staple binary built once for the tests that run it as a process.
-var binary string
-
+// TestMain builds staple once for every test that runs it (harness.Binary) and prints the interop outcome
+// table after them.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "staple-bin-")
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "staple")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version=v0.0.0-test", "-o", binary, ".")
+	harness.Binary = filepath.Join(dir, "staple")
+	// The main package is the module root, one directory up: built by its import path.
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v0.0.0-test", "-o", harness.Binary, "staple")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		os.RemoveAll(dir)
 		panic("building staple: " + err.Error())
 	}
 	code := m.Run()
-	printSummary(os.Stdout)
+	harness.PrintSummary(os.Stdout)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// staple runs the built binary and returns its stdout, stderr and exit code.
-func staple(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
-}
-
 func TestBinaryVersion(t *testing.T) {
-	out, errOut, code := staple(t, "version")
+	out, errOut, code := harness.Staple(t, "version")
 	if code != 0 || errOut != "" || !strings.HasPrefix(out, "staple v0.0.0-test go1.") {
 		t.Errorf("version: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -67,9 +44,9 @@ func TestBinaryVersion(t *testing.T) {
 // information (the module's VCS version when go stamps one, "devel" otherwise).
 func TestBinaryVersionFromBuildInfo(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "staple")
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.Timeout)
 	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "staple").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	out, err := exec.CommandContext(ctx, bin, "version").Output()
@@ -100,7 +77,7 @@ func TestBinaryUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, errOut, code := staple(t, tt.args...)
+			out, errOut, code := harness.Staple(t, tt.args...)
 			if code != tt.code {
 				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, errOut)
 			}

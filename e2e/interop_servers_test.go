@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"encoding/base64"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"staple/e2e/harness"
 )
 
 // The servers in this file staple with responses that staple fetched: nginx from a file [[export]] writes or
@@ -51,9 +53,9 @@ http {
 	return path
 }
 
-func startNginx(t *testing.T, dir, conf string, port int) *process {
+func startNginx(t *testing.T, dir, conf string, port int) *harness.Process {
 	t.Helper()
-	p := start(t, "nginx", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "logs", "error.log"))
+	p := harness.Start(t, "nginx", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "logs", "error.log"))
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second); err == nil {
@@ -62,23 +64,23 @@ func startNginx(t *testing.T, dir, conf string, port int) *process {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "logs", "error.log"))
-			t.Fatalf("nginx does not listen on %d after 15 s:\n%s\n%s", port, p.output(), log)
+			t.Fatalf("nginx does not listen on %d after 15 s:\n%s\n%s", port, p.Output(), log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 // waitServerStaple polls a server with s_client until its staple says want.
-func waitServerStaple(t *testing.T, addr string, l *interopLab, want string, within time.Duration) sClientResult {
+func waitServerStaple(t *testing.T, addr string, l *interopLab, want string, within time.Duration) harness.SClientResult {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		r := sClient(t, addr, l.root, l.name)
-		if r.status == want {
+		r := harness.SClient(t, addr, l.root, l.name)
+		if r.Status == want {
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no %q staple within %v; last:\n%s", addr, want, within, r.out)
+			t.Fatalf("%s: no %q staple within %v; last:\n%s", addr, want, within, r.Out)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -88,14 +90,14 @@ func waitServerStaple(t *testing.T, addr string, l *interopLab, want string, wit
 // [[export]] writes (with nginx -s reload as the export's reload command), and ssl_stapling_responder pointed
 // at staple's caching responder (with ssl_stapling_verify). Both staple good, then revoked.
 func TestInteropNginx(t *testing.T) {
-	requireTool(t, "nginx")
-	requireTool(t, "openssl")
+	harness.RequireTool(t, "nginx")
+	harness.RequireTool(t, "openssl")
 	base := t.TempDir()
 	fileLab := newInteropLab(t, base, "ecdsa", "file.nginx.test")
 	respLab := newInteropLab(t, base, "rsa", "responder.nginx.test")
 	ngx := filepath.Join(base, "nginx")
 	os.MkdirAll(ngx, 0o700)
-	filePort, respPort, cachingPort := freePort(t), freePort(t), freePort(t)
+	filePort, respPort, cachingPort := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	stapleFile := filepath.Join(ngx, "file.nginx.test.ocsp")
 	trusted := filepath.Join(ngx, "trusted.pem")
 	writeConcat(t, trusted, respLab.ca, respLab.root)
@@ -129,25 +131,25 @@ path = %q
 reload = ["nginx", "-p", %q, "-c", %q, "-e", %q, "-s", "reload"]
 `, cachingPort, fileLab.cert, stapleFile, ngx, conf, filepath.Join(ngx, "logs", "error.log"))
 	w := newServedWorld(t, extra, fileLab, respLab)
-	waitFor(t, 10*time.Second, func() bool { _, err := os.Stat(stapleFile); return err == nil }, "the exported staple file")
+	harness.WaitFor(t, 10*time.Second, func() bool { _, err := os.Stat(stapleFile); return err == nil }, "the exported staple file")
 
 	startNginx(t, ngx, conf, filePort)
 	fileAddr, respAddr := "127.0.0.1:"+strconv.Itoa(filePort), "127.0.0.1:"+strconv.Itoa(respPort)
 
 	t.Run("ssl_stapling_file", func(t *testing.T) {
-		row := outcome(t, "staples the file [[export]] writes, then revoked after reload", "nginx ssl_stapling_file")
+		row := harness.Outcome(t, "staples the file [[export]] writes, then revoked after reload", "nginx ssl_stapling_file")
 		waitServerStaple(t, fileAddr, fileLab, "good", 15*time.Second)
-		mustStaple(t, "lab", "revoke", fileLab.dir, fileLab.cert, "--reason", "keyCompromise")
-		mustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
+		harness.MustStaple(t, "lab", "revoke", fileLab.dir, fileLab.cert, "--reason", "keyCompromise")
+		harness.MustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
 		w.waitStaple(t, fileLab, ocsp.Revoked)
 		waitServerStaple(t, fileAddr, fileLab, "revoked", 20*time.Second)
-		row.note("good, then revoked via export + nginx -s reload")
+		row.Note("good, then revoked via export + nginx -s reload")
 	})
 	t.Run("ssl_stapling_responder", func(t *testing.T) {
-		row := outcome(t, "fetches from staple's caching responder and staples it", "nginx ssl_stapling_responder")
+		row := harness.Outcome(t, "fetches from staple's caching responder and staples it", "nginx ssl_stapling_responder")
 		// nginx asks its responder on the first handshake and staples from the next ones.
 		waitServerStaple(t, respAddr, respLab, "good", 20*time.Second)
-		row.note("good (verified by nginx: ssl_stapling_verify on)")
+		row.Note("good (verified by nginx: ssl_stapling_verify on)")
 	})
 }
 
@@ -155,9 +157,9 @@ reload = ["nginx", "-p", %q, "-c", %q, "-e", %q, "-s", "reload"]
 // before HAProxy starts), and updates it at run time with "set ssl ocsp-response" on the stats socket, which
 // a base64 [[export]]'s reload command sends through socat.
 func TestInteropHAProxy(t *testing.T) {
-	requireTool(t, "haproxy")
-	requireTool(t, "socat")
-	requireTool(t, "openssl")
+	harness.RequireTool(t, "haproxy")
+	harness.RequireTool(t, "socat")
+	harness.RequireTool(t, "openssl")
 	base := t.TempDir()
 	l := newInteropLab(t, base, "ecdsa", "haproxy.test")
 	hdir := filepath.Join(base, "haproxy")
@@ -166,7 +168,7 @@ func TestInteropHAProxy(t *testing.T) {
 	writeConcat(t, crt, l.cert, l.key)
 	sock := filepath.Join(hdir, "admin.sock")
 	b64 := filepath.Join(hdir, "haproxy.test.ocsp.b64")
-	port := freePort(t)
+	port := harness.FreePort(t)
 	push := fmt.Sprintf(`printf 'set ssl ocsp-response %%s\n' "$(cat %s)" | socat stdio UNIX-CONNECT:%s`, b64, sock)
 	extra := fmt.Sprintf(`
 [[export]]
@@ -180,7 +182,7 @@ format = "base64"
 reload = ["sh", "-c", %q]
 `, l.cert, crt+".ocsp", l.cert, b64, push)
 	w := newServedWorld(t, extra, l)
-	waitFor(t, 10*time.Second, func() bool { _, err := os.Stat(crt + ".ocsp"); return err == nil }, "the exported .ocsp file")
+	harness.WaitFor(t, 10*time.Second, func() bool { _, err := os.Stat(crt + ".ocsp"); return err == nil }, "the exported .ocsp file")
 
 	cfg := filepath.Join(hdir, "haproxy.cfg")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`global
@@ -194,9 +196,9 @@ frontend fe
     bind 127.0.0.1:%d ssl crt %s
     http-request return status 200 content-type text/plain string ok
 `, sock, port, crt)), 0o600)
-	hp := start(t, "haproxy", "-db", "-f", cfg)
+	hp := harness.Start(t, "haproxy", "-db", "-f", cfg)
 	_ = hp
-	waitFor(t, 15*time.Second, func() bool {
+	harness.WaitFor(t, 15*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 		if err == nil {
 			c.Close()
@@ -206,21 +208,21 @@ frontend fe
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 
 	t.Run(".ocsp file", func(t *testing.T) {
-		row := outcome(t, "staples the .ocsp file [[export]] writes", "HAProxy crt + .ocsp")
+		row := harness.Outcome(t, "staples the .ocsp file [[export]] writes", "HAProxy crt + .ocsp")
 		waitServerStaple(t, addr, l, "good", 15*time.Second)
-		row.note("good at start")
+		row.Note("good at start")
 	})
 	t.Run("set ssl ocsp-response", func(t *testing.T) {
-		row := outcome(t, "takes a revoked staple over its stats socket", "HAProxy set ssl ocsp-response")
-		mustStaple(t, "lab", "revoke", l.dir, l.cert, "--reason", "keyCompromise")
-		mustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
+		row := harness.Outcome(t, "takes a revoked staple over its stats socket", "HAProxy set ssl ocsp-response")
+		harness.MustStaple(t, "lab", "revoke", l.dir, l.cert, "--reason", "keyCompromise")
+		harness.MustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
 		w.waitStaple(t, l, ocsp.Revoked)
 		waitServerStaple(t, addr, l, "revoked", 20*time.Second)
 		data, _ := os.ReadFile(b64)
 		if _, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data))); err != nil {
 			t.Errorf("the base64 export does not decode: %v", err)
 		}
-		row.note("revoked without a restart")
+		row.Note("revoked without a restart")
 	})
 }
 

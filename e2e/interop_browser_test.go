@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"fmt"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"staple/e2e/harness"
 )
 
 // TestInteropStatusPageInChromium loads the embedded default's status page over HTTPS in headless Chromium
@@ -17,16 +19,16 @@ import (
 // root.pem would, and checks that the page it rendered shows the certificate as good and this connection
 // as stapled (Chromium asks for status).
 func TestInteropStatusPageInChromium(t *testing.T) {
-	requireTool(t, "chromium")
-	requireTool(t, "certutil")
+	harness.RequireTool(t, "chromium")
+	harness.RequireTool(t, "certutil")
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "staple-data")
-	port := freePort(t)
+	port := harness.FreePort(t)
 	conf := filepath.Join(dir, "ports.toml")
-	os.WriteFile(conf, []byte(fmt.Sprintf("listen = \"127.0.0.1:%d\"\nlab_responder_url = \"http://127.0.0.1:%d\"\n", port, freePort(t))), 0o600)
-	srv := start(t, binary, "serve", "--config", conf, "--data-dir", dataDir, "--log-format", "json")
-	srv.waitLog("staple serving", testTimeout)
-	row := outcome(t, "renders the status page over HTTPS, lab CA trusted", "Chromium (headless)")
+	os.WriteFile(conf, []byte(fmt.Sprintf("listen = \"127.0.0.1:%d\"\nlab_responder_url = \"http://127.0.0.1:%d\"\n", port, harness.FreePort(t))), 0o600)
+	srv := harness.Start(t, harness.Binary, "serve", "--config", conf, "--data-dir", dataDir, "--log-format", "json")
+	srv.WaitLog("staple serving", harness.Timeout)
+	row := harness.Outcome(t, "renders the status page over HTTPS, lab CA trusted", "Chromium (headless)")
 
 	home := filepath.Join(dir, "home")
 	nss := filepath.Join(home, ".pki", "nssdb")
@@ -60,5 +62,5 @@ func TestInteropStatusPageInChromium(t *testing.T) {
 	if !strings.Contains(dom, "<title>staple status</title>") || !strings.Contains(dom, "localhost") {
 		t.Errorf("not the status page:\n%s", dom)
 	}
-	row.note("certificate good, connection stapled")
+	row.Note("certificate good, connection stapled")
 }

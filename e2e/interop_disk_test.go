@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 
 	"staple/cache"
 	"staple/certs"
+	"staple/e2e/harness"
 )
 
 // The cache file on a bad day: unreadable, corrupt, on a full disk. serve must say so in one line that
@@ -31,59 +32,59 @@ import (
 // with exit 1 and one line naming the path. Root reads a chmod 000 file, so as root these cases run serve as
 // the unprivileged user nobody; an immutable file (chattr +i) stops even root from opening it for writing.
 func TestInteropDiskUnreadable(t *testing.T) {
-	f := newLabFixture(t, "@every 30s")
+	f := harness.NewLabFixture(t, "@every 30s")
 	makeCache(t, f)
-	base := filepath.Dir(f.dir)
+	base := filepath.Dir(f.Dir)
 
 	t.Run("cache file chmod 000", func(t *testing.T) {
-		row := outcome(t, "disk: cache file chmod 000", "Linux permissions")
+		row := harness.Outcome(t, "disk: cache file chmod 000", "Linux permissions")
 		run := asUnprivileged(t, f, base)
-		path := filepath.Join(f.dataDir, "cache.db")
+		path := filepath.Join(f.DataDir, "cache.db")
 		if err := os.Chmod(path, 0); err != nil {
 			t.Fatal(err)
 		}
 		defer os.Chmod(path, 0o600)
-		line := run(t, "serve", "--config", f.config)
+		line := run(t, "serve", "--config", f.Config)
 		wantOneLine(t, line, path, "permission denied")
-		row.note("%s", line)
+		row.Note("%s", line)
 	})
 	t.Run("data directory chmod 000", func(t *testing.T) {
-		row := outcome(t, "disk: data directory chmod 000", "Linux permissions")
+		row := harness.Outcome(t, "disk: data directory chmod 000", "Linux permissions")
 		run := asUnprivileged(t, f, base)
-		if err := os.Chmod(f.dataDir, 0); err != nil {
+		if err := os.Chmod(f.DataDir, 0); err != nil {
 			t.Fatal(err)
 		}
-		defer os.Chmod(f.dataDir, 0o700)
-		line := run(t, "serve", "--config", f.config)
-		wantOneLine(t, line, f.dataDir, "permission denied")
-		row.note("%s", line)
+		defer os.Chmod(f.DataDir, 0o700)
+		line := run(t, "serve", "--config", f.Config)
+		wantOneLine(t, line, f.DataDir, "permission denied")
+		row.Note("%s", line)
 	})
 	t.Run("cache file immutable", func(t *testing.T) {
-		row := outcome(t, "disk: cache file immutable (chattr +i)", "e2fsprogs chattr")
-		requireTool(t, "chattr")
-		path := filepath.Join(f.dataDir, "cache.db")
+		row := harness.Outcome(t, "disk: cache file immutable (chattr +i)", "e2fsprogs chattr")
+		harness.RequireTool(t, "chattr")
+		path := filepath.Join(f.DataDir, "cache.db")
 		if out, err := exec.Command("chattr", "+i", path).CombinedOutput(); err != nil {
 			t.Skipf("chattr +i is not possible here (%v: %s)", err, bytes.TrimSpace(out))
 		}
 		defer exec.Command("chattr", "-i", path).Run()
-		_, errOut, code := staple(t, "serve", "--config", f.config)
+		_, errOut, code := harness.Staple(t, "serve", "--config", f.Config)
 		if code != 1 {
 			t.Fatalf("exit %d, want 1; stderr:\n%s", code, errOut)
 		}
 		line := lastLine(t, errOut)
 		wantOneLine(t, line, path, "operation not permitted")
-		row.note("%s", line)
+		row.Note("%s", line)
 	})
 }
 
 // asUnprivileged returns a function that runs staple and returns the last line of its stderr after checking
 // that it exited 1 with that one line. As root, it runs a copy of the binary as nobody, with the fixture
 // handed over to nobody; otherwise it runs the binary as the current user.
-func asUnprivileged(t *testing.T, f *labFixture, base string) func(t *testing.T, args ...string) string {
+func asUnprivileged(t *testing.T, f *harness.LabFixture, base string) func(t *testing.T, args ...string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		return func(t *testing.T, args ...string) string {
-			_, errOut, code := staple(t, args...)
+			_, errOut, code := harness.Staple(t, args...)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1; stderr:\n%s", code, errOut)
 			}
@@ -98,7 +99,7 @@ func asUnprivileged(t *testing.T, f *labFixture, base string) func(t *testing.T,
 	gid, _ := strconv.Atoi(u.Gid)
 	bin := filepath.Join(base, "staple")
 	if _, err := os.Stat(bin); err != nil {
-		b, err := os.ReadFile(binary)
+		b, err := os.ReadFile(harness.Binary)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +124,7 @@ func asUnprivileged(t *testing.T, f *labFixture, base string) func(t *testing.T,
 	}
 	return func(t *testing.T, args ...string) string {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), harness.Timeout)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
@@ -172,14 +173,14 @@ func wantOneLine(t *testing.T, line string, wants ...string) {
 
 // makeCache runs serve against the lab's responder until it staples, and stops it: the data directory then
 // holds a cache file with the certificate and its response.
-func makeCache(t *testing.T, f *labFixture) {
+func makeCache(t *testing.T, f *harness.LabFixture) {
 	t.Helper()
 	resp := labResponder(t, f, time.Hour)
-	srv := start(t, binary, "serve", "--config", f.config)
-	srv.waitLog("staple serving", testTimeout)
-	newStapleClient(t, f, "site.test").waitGoodStaple(t, f.tlsAddr, 20*time.Second)
-	srv.stop()
-	resp.kill()
+	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv.WaitLog("staple serving", harness.Timeout)
+	newStapleClient(t, f, "site.test").waitGoodStaple(t, f.TLSAddr, 20*time.Second)
+	srv.Stop()
+	resp.Kill()
 }
 
 // TestInteropDiskCorrupt: serve refuses a corrupt cache file with exit 1 and one line that names it and
@@ -189,9 +190,9 @@ func makeCache(t *testing.T, f *labFixture) {
 // A flipped bit inside a stored response is caught at start: the response is not stapled, not even while
 // the responder is down, and a fresh one is fetched once it is back.
 func TestInteropDiskCorrupt(t *testing.T) {
-	f := newLabFixture(t, "@every 1s")
+	f := harness.NewLabFixture(t, "@every 1s")
 	makeCache(t, f)
-	path := filepath.Join(f.dataDir, "cache.db")
+	path := filepath.Join(f.DataDir, "cache.db")
 	valid, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -214,11 +215,11 @@ func TestInteropDiskCorrupt(t *testing.T) {
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
-			row := outcome(t, "disk: corrupt cache file, "+tt.name, "bbolt")
+			row := harness.Outcome(t, "disk: corrupt cache file, "+tt.name, "bbolt")
 			if err := os.WriteFile(path, tt.content, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, errOut, code := staple(t, "serve", "--config", f.config)
+			_, errOut, code := harness.Staple(t, "serve", "--config", f.Config)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1; stderr:\n%s", code, errOut)
 			}
@@ -229,9 +230,9 @@ func TestInteropDiskCorrupt(t *testing.T) {
 			}
 
 			resp := labResponder(t, f, time.Hour)
-			srv := start(t, binary, "serve", "--config", f.config, "--reset-cache")
-			moved := srv.waitLog("the corrupt cache file was moved aside; starting with an empty cache", testTimeout)
-			srv.waitLog("staple serving", testTimeout)
+			srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config, "--reset-cache")
+			moved := srv.WaitLog("the corrupt cache file was moved aside; starting with an empty cache", harness.Timeout)
+			srv.WaitLog("staple serving", harness.Timeout)
 			to, _ := moved["moved_to"].(string)
 			kept, err := os.ReadFile(to)
 			if err != nil || !bytes.Equal(kept, tt.content) {
@@ -240,39 +241,39 @@ func TestInteropDiskCorrupt(t *testing.T) {
 			if st, err := os.Stat(to); err != nil || st.Mode().Perm() != 0o600 {
 				t.Errorf("the file moved aside: mode %v (%v), want 0600", st.Mode().Perm(), err)
 			}
-			newStapleClient(t, f, "site.test").waitGoodStaple(t, f.tlsAddr, 20*time.Second)
-			srv.stop()
-			resp.kill()
+			newStapleClient(t, f, "site.test").waitGoodStaple(t, f.TLSAddr, 20*time.Second)
+			srv.Stop()
+			resp.Kill()
 			os.Remove(to)
-			row.note("refused: %q; --reset-cache moved it to %s and stapled", strings.TrimPrefix(line, "staple: "), filepath.Base(to))
+			row.Note("refused: %q; --reset-cache moved it to %s and stapled", strings.TrimPrefix(line, "staple: "), filepath.Base(to))
 		})
 	}
 
 	t.Run("empty file", func(t *testing.T) {
-		row := outcome(t, "disk: empty cache file (0 bytes)", "bbolt")
+		row := harness.Outcome(t, "disk: empty cache file (0 bytes)", "bbolt")
 		if err := os.WriteFile(path, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		// bbolt makes a new database in an empty file: what a crash right after creating it leaves.
 		makeCache(t, f)
-		row.note("taken as a new cache: started, fetched, stapled")
+		row.Note("taken as a new cache: started, fetched, stapled")
 	})
 
 	t.Run("one meta page garbage", func(t *testing.T) {
-		row := outcome(t, "disk: cache file with one meta page destroyed", "bbolt")
+		row := harness.Outcome(t, "disk: cache file with one meta page destroyed", "bbolt")
 		if err := os.WriteFile(path, garbage(valid, 0, pageSize), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		// The responder is down: the staple can only come from the file.
-		srv := start(t, binary, "serve", "--config", f.config)
-		srv.waitLog("staple serving", testTimeout)
-		newStapleClient(t, f, "site.test").waitGoodStaple(t, f.tlsAddr, 5*time.Second)
-		srv.stop()
-		row.note("opened from the other meta page; stapled from the file with the responder down")
+		srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+		srv.WaitLog("staple serving", harness.Timeout)
+		newStapleClient(t, f, "site.test").waitGoodStaple(t, f.TLSAddr, 5*time.Second)
+		srv.Stop()
+		row.Note("opened from the other meta page; stapled from the file with the responder down")
 	})
 
 	t.Run("a flipped bit in a stored response", func(t *testing.T) {
-		row := outcome(t, "disk: a flipped bit in a stored response", "bbolt, x/crypto/ocsp")
+		row := harness.Outcome(t, "disk: a flipped bit in a stored response", "bbolt, x/crypto/ocsp")
 		if err := os.WriteFile(path, valid, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -286,14 +287,14 @@ func TestInteropDiskCorrupt(t *testing.T) {
 		if err := os.WriteFile(path, flipped, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		srv := start(t, binary, "serve", "--config", f.config)
-		srv.waitLog("stored response skipped", testTimeout) // its record's checksum does not match
-		srv.waitLog("staple serving", testTimeout)
+		srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+		srv.WaitLog("stored response skipped", harness.Timeout) // its record's checksum does not match
+		srv.WaitLog("staple serving", harness.Timeout)
 		client := newStapleClient(t, f, "site.test")
 		// The responder is down: no staple, and above all not the corrupt one.
 		for range 20 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			r, err := client.handshake(ctx, f.tlsAddr, nil)
+			r, err := client.handshake(ctx, f.TLSAddr, nil)
 			cancel()
 			switch {
 			case err != nil:
@@ -303,11 +304,11 @@ func TestInteropDiskCorrupt(t *testing.T) {
 			}
 		}
 		resp := labResponder(t, f, time.Hour)
-		mustStaple(t, "cache", "refresh", "--data-dir", f.dataDir)
-		client.waitGoodStaple(t, f.tlsAddr, 20*time.Second)
-		srv.stop()
-		resp.kill()
-		row.note("the response was refused at start (no staple while the responder was down), fetched anew after")
+		harness.MustStaple(t, "cache", "refresh", "--data-dir", f.DataDir)
+		client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)
+		srv.Stop()
+		resp.Kill()
+		row.Note("the response was refused at start (no staple while the responder was down), fetched anew after")
 	})
 }
 
@@ -338,29 +339,29 @@ func storedResponse(t *testing.T, path string) []byte {
 // socket (/healthz) and count the failed writes; once space returns it must become healthy again and have
 // the newest response on disk.
 func TestInteropDiskFull(t *testing.T) {
-	row := outcome(t, "disk: full data directory (2 MiB tmpfs)", "Linux tmpfs")
-	f := newLabFixture(t, "@every 1s")
-	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+	row := harness.Outcome(t, "disk: full data directory (2 MiB tmpfs)", "Linux tmpfs")
+	f := harness.NewLabFixture(t, "@every 1s")
+	if err := os.MkdirAll(f.DataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mount("tmpfs", f.dataDir, "tmpfs", 0, "size=2m,mode=0700"); err != nil {
+	if err := syscall.Mount("tmpfs", f.DataDir, "tmpfs", 0, "size=2m,mode=0700"); err != nil {
 		t.Skipf("cannot mount a tmpfs here (%v): the full disk needs root or CAP_SYS_ADMIN", err)
 	}
 	// Registered before the processes start, so that it runs after their cleanup has killed them.
-	t.Cleanup(func() { syscall.Unmount(f.dataDir, syscall.MNT_DETACH) })
+	t.Cleanup(func() { syscall.Unmount(f.DataDir, syscall.MNT_DETACH) })
 
 	const validity = 10 * time.Second // a new response every 5 s
 	labResponder(t, f, validity)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	writeServeConfig(t, f, serveConfig{sweep: "@every 1s", top: []string{fmt.Sprintf("metrics_listen = %q", metricsAddr)}})
-	srv := start(t, binary, "serve", "--config", f.config)
-	srv.waitLog("staple serving", testTimeout)
+	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv.WaitLog("staple serving", harness.Timeout)
 	client := newStapleClient(t, f, "site.test")
-	first := client.waitGoodStaple(t, f.tlsAddr, 20*time.Second)
-	socket := filepath.Join(f.dataDir, "admin.sock")
-	waitFor(t, 10*time.Second, func() bool { code, _ := adminGet(t, socket, "/healthz"); return code == 200 }, "healthy before the disk fills")
+	first := client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)
+	socket := filepath.Join(f.DataDir, "admin.sock")
+	harness.WaitFor(t, 10*time.Second, func() bool { code, _ := adminGet(t, socket, "/healthz"); return code == 200 }, "healthy before the disk fills")
 
-	filler := filepath.Join(f.dataDir, "filler")
+	filler := filepath.Join(f.DataDir, "filler")
 	filled := fill(t, filler)
 	t.Logf("filled the data directory with %s", mib(filled))
 
@@ -375,7 +376,7 @@ func TestInteropDiskFull(t *testing.T) {
 			t.Fatalf("in 40 s with a full disk: %d newer staples, healthz %q", newer, unhealthy)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r, err := client.handshake(ctx, f.tlsAddr, nil)
+		r, err := client.handshake(ctx, f.TLSAddr, nil)
 		cancel()
 		switch {
 		case err != nil:
@@ -409,15 +410,15 @@ func TestInteropDiskFull(t *testing.T) {
 	}
 	var recovered time.Duration
 	began := time.Now()
-	waitFor(t, 30*time.Second, func() bool { code, _ := adminGet(t, socket, "/healthz"); return code == 200 }, "healthy once space returned")
+	harness.WaitFor(t, 30*time.Second, func() bool { code, _ := adminGet(t, socket, "/healthz"); return code == 200 }, "healthy once space returned")
 	recovered = time.Since(began)
-	client.waitGoodStaple(t, f.tlsAddr, 5*time.Second)
+	client.waitGoodStaple(t, f.TLSAddr, 5*time.Second)
 	alive(t, srv)
 	noPanic(t, srv)
-	srv.stop()
+	srv.Stop()
 
 	// The response served while the disk was full reached it after.
-	st, err := cache.Open(filepath.Join(f.dataDir, "cache.db"), cache.Options{ReadOnly: true})
+	st, err := cache.Open(filepath.Join(f.DataDir, "cache.db"), cache.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +433,7 @@ func TestInteropDiskFull(t *testing.T) {
 	if stored.Before(newest.ThisUpdate) {
 		t.Errorf("on disk after recovery: thisUpdate %v, older than the %v served while the disk was full", stored, newest.ThisUpdate)
 	}
-	row.note("%d handshakes all stapled while full, %d newer responses served from memory, %v failed writes, healthz 503 (%q), healthy %v after space returned",
+	row.Note("%d handshakes all stapled while full, %d newer responses served from memory, %v failed writes, healthz 503 (%q), healthy %v after space returned",
 		handshakes, newer, failures, unhealthy, recovered.Round(100*time.Millisecond))
 }
 

@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"bufio"
@@ -22,13 +22,15 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"staple/e2e/harness"
 )
 
 // etcdServer is Debian's etcd on loopback with a data directory of the test's.
 type etcdServer struct {
 	dir              string
 	client, peer     int
-	proc             *process
+	proc             *harness.Process
 	t                *testing.T
 	clientURL, peerU string
 }
@@ -43,7 +45,7 @@ func startEtcd(t *testing.T, dir string, client, peer int) *etcdServer {
 
 func (e *etcdServer) start() {
 	e.t.Helper()
-	e.proc = start(e.t, "etcd", "--name", "default", "--data-dir", e.dir,
+	e.proc = harness.Start(e.t, "etcd", "--name", "default", "--data-dir", e.dir,
 		"--listen-client-urls", e.clientURL, "--advertise-client-urls", e.clientURL,
 		"--listen-peer-urls", e.peerU, "--initial-advertise-peer-urls", e.peerU,
 		"--initial-cluster", "default="+e.peerU)
@@ -58,21 +60,21 @@ func (e *etcdServer) start() {
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("etcd is not healthy after 30 s:\n%s", e.proc.output())
+			e.t.Fatalf("etcd is not healthy after 30 s:\n%s", e.proc.Output())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
 func (e *etcdServer) kill() {
-	syscall.Kill(-e.proc.cmd.Process.Pid, syscall.SIGKILL)
-	<-e.proc.done
+	syscall.Kill(-e.proc.Cmd.Process.Pid, syscall.SIGKILL)
+	<-e.proc.Done()
 }
 
 // fleetNode is one staple serve of the fleet.
 type fleetNodeProc struct {
 	name, config, dataDir, addr string
-	proc                        *process
+	proc                        *harness.Process
 	dead                        bool
 }
 
@@ -99,11 +101,11 @@ func (sw *stapleWatch) record(ok bool, why string) {
 // losing its staple; etcd is stopped and every node keeps stapling (fetching for itself near expiry), and
 // after etcd returns they agree again.
 func TestInteropFleet(t *testing.T) {
-	requireTool(t, "etcd")
+	harness.RequireTool(t, "etcd")
 	const certsN = 100
 	validity := envDuration(t, "STAPLE_FLEET_VALIDITY", 20*time.Second)
 	base := t.TempDir()
-	etcd := startEtcd(t, filepath.Join(base, "etcd"), freePort(t), freePort(t))
+	etcd := startEtcd(t, filepath.Join(base, "etcd"), harness.FreePort(t), harness.FreePort(t))
 
 	lab := newInteropLabN(t, base, "fleet", "--validity", validity.String(), "--log-level", "debug")
 	var labs []*interopLab
@@ -120,7 +122,7 @@ func TestInteropFleet(t *testing.T) {
 	nodes := make([]*fleetNodeProc, 3)
 	for i := range nodes {
 		n := &fleetNodeProc{name: fmt.Sprintf("node%d", i), dataDir: filepath.Join(base, fmt.Sprintf("data%d", i)),
-			addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), config: filepath.Join(base, fmt.Sprintf("node%d.toml", i))}
+			addr: "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), config: filepath.Join(base, fmt.Sprintf("node%d.toml", i))}
 		conf := fmt.Sprintf(`data_dir = %q
 listen = %q
 log_format = "json"
@@ -137,11 +139,11 @@ self_fetch_margin = "8s"
 
 %s`, n.dataDir, n.addr, etcd.clientURL, n.name, sites.String())
 		os.WriteFile(n.config, []byte(conf), 0o600)
-		n.proc = start(t, binary, "serve", "--config", n.config)
+		n.proc = harness.Start(t, harness.Binary, "serve", "--config", n.config)
 		nodes[i] = n
 	}
 	for _, n := range nodes {
-		n.proc.waitLog("staple serving", testTimeout)
+		n.proc.WaitLog("staple serving", harness.Timeout)
 	}
 	dial := func(n *fleetNodeProc, l *interopLab, cache tls.ClientSessionCache) (tls.ConnectionState, error) {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n.addr,
@@ -169,7 +171,7 @@ self_fetch_margin = "8s"
 		return true, ""
 	}
 	// Every node staples every certificate.
-	waitFor(t, 60*time.Second, func() bool {
+	harness.WaitFor(t, 60*time.Second, func() bool {
 		for _, n := range nodes {
 			for _, l := range labs {
 				began := time.Now()
@@ -231,8 +233,8 @@ self_fetch_margin = "8s"
 	phase1 := time.Now()
 	time.Sleep(3*validity/2 + 5*time.Second)
 	phase1End := time.Now()
-	perSerial := responderRequests(t, lab.responder.output(), phase1, phase1End)
-	row := outcome(t, "one CA fetch per certificate per refresh cycle, 3 nodes, 100 certificates", "etcd 3.4 + staple responder")
+	perSerial := responderRequests(t, lab.responder.Output(), phase1, phase1End)
+	row := harness.Outcome(t, "one CA fetch per certificate per refresh cycle, 3 nodes, 100 certificates", "etcd 3.4 + staple responder")
 	minGap, total := time.Duration(1<<62), 0
 	for _, l := range labs {
 		times := perSerial[strings.ToUpper(l.leaf.SerialNumber.Text(16))]
@@ -254,11 +256,11 @@ self_fetch_margin = "8s"
 			t.Errorf("%s fetched %d times in %v, want at least one per %v", l.name, n, window.Round(time.Second), validity)
 		}
 	}
-	row.note("%d requests in %v for %d certificates (%.2f each); closest two for one certificate %v apart (validity %v)",
+	row.Note("%d requests in %v for %d certificates (%.2f each); closest two for one certificate %v apart (validity %v)",
 		total, window.Round(time.Second), certsN, float64(total)/certsN, minGap.Round(time.Second), validity)
 
 	t.Run("ticket from A resumes on B", func(t *testing.T) {
-		r := outcome(t, "a session ticket from node A resumes on node B", "staple serve ×2 (shared ticket keys)")
+		r := harness.Outcome(t, "a session ticket from node A resumes on node B", "staple serve ×2 (shared ticket keys)")
 		cache := tls.NewLRUClientSessionCache(8)
 		if _, err := dial(nodes[0], labs[0], cache); err != nil {
 			t.Fatal(err)
@@ -267,23 +269,23 @@ self_fetch_margin = "8s"
 		if err != nil || !st.DidResume {
 			t.Fatalf("on node B: resumed=%v, err %v", st.DidResume, err)
 		}
-		r.note("resumed")
+		r.Note("resumed")
 	})
 
 	// Phase 2: the leader dies. Another node takes over; no handshake loses its staple.
 	leader := findLeader(t, nodes)
-	row2 := outcome(t, "the leader killed: another takes over, every handshake stapled", "staple serve ×3")
+	row2 := harness.Outcome(t, "the leader killed: another takes over, every handshake stapled", "staple serve ×3")
 	killed := time.Now()
 	aliveMu.Lock()
 	leader.dead = true
 	aliveMu.Unlock()
-	syscall.Kill(-leader.proc.cmd.Process.Pid, syscall.SIGKILL)
-	<-leader.proc.done
+	syscall.Kill(-leader.proc.Cmd.Process.Pid, syscall.SIGKILL)
+	<-leader.proc.Done()
 	var next *fleetNodeProc
-	waitFor(t, 4*2*time.Second+2*time.Second, func() bool { next = findLeaderOrNil(nodes); return next != nil && next != leader }, "a new leader")
+	harness.WaitFor(t, 4*2*time.Second+2*time.Second, func() bool { next = findLeaderOrNil(nodes); return next != nil && next != leader }, "a new leader")
 	takeover := time.Since(killed)
 	time.Sleep(validity)
-	after := responderRequests(t, lab.responder.output(), killed.Add(takeover), time.Now())
+	after := responderRequests(t, lab.responder.Output(), killed.Add(takeover), time.Now())
 	fetched := 0
 	for _, times := range after {
 		fetched += len(times)
@@ -291,17 +293,17 @@ self_fetch_margin = "8s"
 	if fetched == 0 {
 		t.Error("no fetch after the leader died: the new leader does not refresh")
 	}
-	row2.note("new leader %s after %v; %d fetches since", next.name, takeover.Round(100*time.Millisecond), fetched)
+	row2.Note("new leader %s after %v; %d fetches since", next.name, takeover.Round(100*time.Millisecond), fetched)
 
 	// Phase 3: etcd stops. Every node keeps stapling, fetching for itself near expiry.
-	row3 := outcome(t, "etcd stopped: every node keeps stapling, then catches up", "etcd 3.4 (stopped, restarted)")
+	row3 := harness.Outcome(t, "etcd stopped: every node keeps stapling, then catches up", "etcd 3.4 (stopped, restarted)")
 	etcd.kill()
 	time.Sleep(validity + 5*time.Second) // past the expiry of every response fetched before the stop
 	etcd.start()
-	waitFor(t, 30*time.Second, func() bool { return findLeaderOrNil(nodes) != nil }, "a leader after etcd returned")
+	harness.WaitFor(t, 30*time.Second, func() bool { return findLeaderOrNil(nodes) != nil }, "a leader after etcd returned")
 	// Caught up: the live nodes staple the same response for a certificate.
 	converged := 0
-	waitFor(t, 30*time.Second, func() bool {
+	harness.WaitFor(t, 30*time.Second, func() bool {
 		converged = 0
 		for _, l := range labs[:20] {
 			var first []byte
@@ -323,16 +325,16 @@ self_fetch_margin = "8s"
 		}
 		return converged >= 18 // a refresh may land between two dials
 	}, "the nodes agreeing on the newest responses")
-	row3.note("%d of 20 certificates stapled identically by both nodes after etcd returned", converged)
+	row3.Note("%d of 20 certificates stapled identically by both nodes after etcd returned", converged)
 
 	t.Run("cache commands on the fleet's store", func(t *testing.T) {
-		r := outcome(t, "staple cache ls with no service, from the fleet's etcd", "etcd 3.4")
+		r := harness.Outcome(t, "staple cache ls with no service, from the fleet's etcd", "etcd 3.4")
 		// The dead leader's data directory has no service: the command reads the fleet's store.
-		out := mustStaple(t, "cache", "ls", "--config", leader.config)
+		out := harness.MustStaple(t, "cache", "ls", "--config", leader.config)
 		if n := strings.Count(out, " good "); n != certsN {
 			t.Errorf("cache ls from the fleet's store lists %d good certificates, want %d:\n%s", n, certsN, out)
 		}
-		r.note("%d certificates listed", certsN)
+		r.Note("%d certificates listed", certsN)
 
 		// cache show names the nodes that serve a certificate: every live one (the dead leader's claims go
 		// with its lease, a few seconds after the kill).
@@ -343,7 +345,7 @@ self_fetch_margin = "8s"
 				break
 			}
 		}
-		show := mustStaple(t, "cache", "show", key, "--config", leader.config)
+		show := harness.MustStaple(t, "cache", "show", key, "--config", leader.config)
 		var served string
 		for _, line := range strings.Split(show, "\n") {
 			if strings.HasPrefix(line, "Served by:") {
@@ -355,18 +357,18 @@ self_fetch_margin = "8s"
 				t.Errorf("cache show %s does not name %s among the nodes that serve it: %q", key, n.name, served)
 			}
 		}
-		r.note("served by: %s", strings.TrimSpace(strings.TrimPrefix(served, "Served by:")))
+		r.Note("served by: %s", strings.TrimSpace(strings.TrimPrefix(served, "Served by:")))
 	})
 
 	close(stop)
 	wg.Wait()
-	hammer := outcome(t, "handshakes to live nodes with no valid staple, whole test", "Go crypto/tls clients")
+	hammer := harness.Outcome(t, "handshakes to live nodes with no valid staple, whole test", "Go crypto/tls clients")
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	if sw.violated > 0 {
 		t.Errorf("%d of %d handshakes got no valid staple (last: %s)", sw.violated, sw.handshakes, sw.last)
 	}
-	hammer.note("%d handshakes, %d without a valid staple", sw.handshakes, sw.violated)
+	hammer.Note("%d handshakes, %d without a valid staple", sw.handshakes, sw.violated)
 }
 
 // responderRequests returns, per serial (upper-case hex), the times staple responder logged a request for it
@@ -403,7 +405,7 @@ func responderRequests(t *testing.T, log string, from, to time.Time) map[string]
 func findLeader(t *testing.T, nodes []*fleetNodeProc) *fleetNodeProc {
 	t.Helper()
 	var n *fleetNodeProc
-	waitFor(t, 10*time.Second, func() bool { n = findLeaderOrNil(nodes); return n != nil }, "a leader")
+	harness.WaitFor(t, 10*time.Second, func() bool { n = findLeaderOrNil(nodes); return n != nil }, "a leader")
 	return n
 }
 
@@ -413,7 +415,7 @@ func findLeaderOrNil(nodes []*fleetNodeProc) *fleetNodeProc {
 			continue
 		}
 		role := ""
-		sc := bufio.NewScanner(strings.NewReader(n.proc.output()))
+		sc := bufio.NewScanner(strings.NewReader(n.proc.Output()))
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var line struct {

@@ -1,6 +1,6 @@
 //go:build interop
 
-package main
+package e2e
 
 import (
 	"bufio"
@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"staple/e2e/harness"
 	"staple/internal/loadgen"
 )
 
@@ -42,27 +43,27 @@ import (
 func TestInteropSlowlorisAndMalformed(t *testing.T) {
 	n := envInt(t, "STAPLE_ABUSE_CONNS", 200) // per kind of stalled connection and port
 	bound := envDuration(t, "STAPLE_ABUSE_BOUND", 2*time.Second)
-	row := outcome(t, "abuse: slowloris, malformed ClientHellos, oversized OCSP", "staple serve, staple responder")
+	row := harness.Outcome(t, "abuse: slowloris, malformed ClientHellos, oversized OCSP", "staple serve, staple responder")
 	raiseNoFile(t, uint64(16*n+4096))
 
-	f := newLabFixture(t, "@every 5s")
+	f := harness.NewLabFixture(t, "@every 5s")
 	labResp := labResponder(t, f, time.Hour)
-	cachingAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cachingAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	const handshakeTimeout = 3 * time.Second
 	writeServeConfig(t, f, serveConfig{sweep: "@every 5s", top: []string{
 		fmt.Sprintf("handshake_timeout = %q", handshakeTimeout.String()),
 		fmt.Sprintf("responder_listen = %q", cachingAddr),
 	}})
-	srv := start(t, binary, "serve", "--config", f.config)
-	srv.waitLog("staple serving", testTimeout)
+	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv.WaitLog("staple serving", harness.Timeout)
 	client := newStapleClient(t, f, "site.test")
-	client.waitGoodStaple(t, f.tlsAddr, 20*time.Second)
-	leaf := readCert(t, f.cert)
+	client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)
+	leaf := readCert(t, f.Cert)
 	ocspReq, err := ocsp.CreateRequest(leaf, client.issuer, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	labAddr := "127.0.0.1:" + strconv.Itoa(f.ocspPort)
+	labAddr := "127.0.0.1:" + strconv.Itoa(f.OCSPPort)
 	probeOCSP := func(addr string) func(context.Context) error {
 		return func(ctx context.Context) error { return ocspPOST(ctx, addr, ocspReq, leaf, client) }
 	}
@@ -78,11 +79,11 @@ func TestInteropSlowlorisAndMalformed(t *testing.T) {
 	responderCut := 5 * time.Second // DefaultReadHeaderTimeout of the responder
 	bodyCut := 10 * time.Second     // its DefaultReadTimeout
 	stalls := []*stallKind{
-		{name: "TLS: connect, send nothing", addr: f.tlsAddr, cut: handshakeTimeout},
-		{name: "TLS: part of a ClientHello", addr: f.tlsAddr, cut: handshakeTimeout, send: sendThenStall(hello[:len(hello)/2])},
-		{name: "TLS: a ClientHello dribbled", addr: f.tlsAddr, cut: handshakeTimeout, send: dribble(hello, 300*time.Millisecond)},
-		{name: "TLS: record header of 16 KiB, 10 bytes", addr: f.tlsAddr, cut: handshakeTimeout, send: sendThenStall(append([]byte{22, 3, 1, 0x40, 0}, hello[5:15]...))},
-		{name: "TLS then HTTP headers dribbled", addr: f.tlsAddr, cut: 30 * time.Second, count: n / 4, tls: client.config(),
+		{name: "TLS: connect, send nothing", addr: f.TLSAddr, cut: handshakeTimeout},
+		{name: "TLS: part of a ClientHello", addr: f.TLSAddr, cut: handshakeTimeout, send: sendThenStall(hello[:len(hello)/2])},
+		{name: "TLS: a ClientHello dribbled", addr: f.TLSAddr, cut: handshakeTimeout, send: dribble(hello, 300*time.Millisecond)},
+		{name: "TLS: record header of 16 KiB, 10 bytes", addr: f.TLSAddr, cut: handshakeTimeout, send: sendThenStall(append([]byte{22, 3, 1, 0x40, 0}, hello[5:15]...))},
+		{name: "TLS then HTTP headers dribbled", addr: f.TLSAddr, cut: 30 * time.Second, count: n / 4, tls: client.config(),
 			send: dribble([]byte("GET / HTTP/1.1\r\nHost: site.test\r\nX-Slow: "+strings.Repeat("a", 200)+"\r\n\r\n"), 300*time.Millisecond)},
 	}
 	for _, rs := range []struct{ name, addr string }{{"responder", labAddr}, {"serve's responder", cachingAddr}} {
@@ -110,26 +111,26 @@ func TestInteropSlowlorisAndMalformed(t *testing.T) {
 	// The floods of malformed and oversized input, until the stalled connections have been cut.
 	floods := []*floodKind{
 		// One in 256 starts like a handshake record and waits for the rest of it: handshake_timeout cuts it.
-		{name: "TLS: random bytes", addr: f.tlsAddr, within: handshakeTimeout + slack, fn: func(c net.Conn) error {
+		{name: "TLS: random bytes", addr: f.TLSAddr, within: handshakeTimeout + slack, fn: func(c net.Conn) error {
 			_, err := c.Write(randomBytes(1024))
 			return err
 		}},
-		{name: "TLS: truncated record, then EOF", addr: f.tlsAddr, fn: func(c net.Conn) error {
+		{name: "TLS: truncated record, then EOF", addr: f.TLSAddr, fn: func(c net.Conn) error {
 			_, err := c.Write(hello[:len(hello)-20])
 			c.(*net.TCPConn).CloseWrite()
 			return err
 		}},
-		{name: "TLS: record length 65535", addr: f.tlsAddr, fn: func(c net.Conn) error {
+		{name: "TLS: record length 65535", addr: f.TLSAddr, fn: func(c net.Conn) error {
 			_, err := c.Write(append([]byte{22, 3, 1, 0xff, 0xff}, randomBytes(2048)...))
 			return err
 		}},
-		{name: "TLS: handshake message longer than its record", addr: f.tlsAddr, fn: func(c net.Conn) error {
+		{name: "TLS: handshake message longer than its record", addr: f.TLSAddr, fn: func(c net.Conn) error {
 			bad := slices.Clone(hello)
 			bad[6], bad[7], bad[8] = 0xff, 0xff, 0xff // ClientHello length 16 MiB
 			_, err := c.Write(bad)
 			return err
 		}},
-		{name: "TLS: plain HTTP", addr: f.tlsAddr, fn: func(c net.Conn) error {
+		{name: "TLS: plain HTTP", addr: f.TLSAddr, fn: func(c net.Conn) error {
 			_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
 			return err
 		}},
@@ -162,7 +163,7 @@ func TestInteropSlowlorisAndMalformed(t *testing.T) {
 	// The normal client, all along.
 	probes := []*probe{
 		{name: "TLS handshake with a verified staple", short: "handshake", fn: func(ctx context.Context) error {
-			r, err := client.handshake(ctx, f.tlsAddr, nil)
+			r, err := client.handshake(ctx, f.TLSAddr, nil)
 			switch {
 			case err != nil:
 				return err
@@ -228,7 +229,7 @@ func TestInteropSlowlorisAndMalformed(t *testing.T) {
 	// Afterwards: alive, answering, no panic.
 	alive(t, srv)
 	alive(t, labResp)
-	client.waitGoodStaple(t, f.tlsAddr, 5*time.Second)
+	client.waitGoodStaple(t, f.TLSAddr, 5*time.Second)
 	for _, addr := range []string{labAddr, cachingAddr} {
 		if err := probeOCSP(addr)(context.Background()); err != nil {
 			t.Errorf("after the attack, %s: %v", addr, err)
@@ -241,14 +242,14 @@ func TestInteropSlowlorisAndMalformed(t *testing.T) {
 	var cpuNotes []string
 	for _, target := range []struct {
 		name string
-		p    *process
+		p    *harness.Process
 		addr string
 	}{{"responder", labResp, labAddr}, {"serve's responder", srv, cachingAddr}} {
 		for _, in := range []struct{ name, path string }{
 			{"GET path of 7,000 '/'", "/" + strings.Repeat("A/", 7000)},
 			{"GET path of 15 KB", "/" + strings.Repeat("MEow", 15000/4)},
 		} {
-			per := cpuPerRequest(t, target.p.cmd.Process.Pid, target.addr, in.path, 40)
+			per := cpuPerRequest(t, target.p.Cmd.Process.Pid, target.addr, in.path, 40)
 			t.Logf("%s, %s: %v of CPU per request", target.name, in.name, per)
 			if per > maxCPU {
 				t.Errorf("%s: a %s costs %v of CPU, over %v", target.name, in.name, per, maxCPU)
@@ -267,9 +268,9 @@ func TestInteropSlowlorisAndMalformed(t *testing.T) {
 		d, b, _ := fk.result()
 		sent += d + b
 	}
-	row.note("%d stalled conns cut by deadlines, %d malformed/oversized sent; normal client: %s (bound %v); CPU per bad GET %s",
+	row.Note("%d stalled conns cut by deadlines, %d malformed/oversized sent; normal client: %s (bound %v); CPU per bad GET %s",
 		total, sent, strings.Join(notes, ", "), bound, strings.Join(cpuNotes, "/"))
-	srv.stop()
+	srv.Stop()
 }
 
 // stallKind is a kind of connection that sends something (or nothing), then stalls until the server cuts it.
