@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,6 +47,35 @@ func (s *Store) GetSession(id []byte, now time.Time) ([]byte, error) {
 		data = d
 		return nil
 	})
+	return data, err
+}
+
+// CheckSession returns the error PutSession would return for data under id (ErrTooLarge over the limits).
+func (s *Store) CheckSession(id, data []byte) error { return checkSession(id, data) }
+
+// PutSessions stores, in one transaction, every session that all yields, each until expires: the flush of a
+// write-behind session store. Nothing is stored when one of them is refused (see CheckSession).
+func (s *Store) PutSessions(all func(yield func(id, data []byte, expires time.Time) bool)) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		var err error
+		all(func(id, data []byte, expires time.Time) bool {
+			if err = checkSession(id, data); err == nil {
+				err = b.Put(append([]byte(nil), id...), encodeSession(data, expires))
+			}
+			return err == nil
+		})
+		return err
+	})
+}
+
+// LookupSession is GetSession for a TLS session store: nil, not ErrNotFound, when there is no session under id
+// or it has expired at now.
+func (s *Store) LookupSession(id []byte, now time.Time) ([]byte, error) {
+	data, err := s.GetSession(id, now)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
 	return data, err
 }
 

@@ -548,6 +548,42 @@ func TestSessions(t *testing.T) {
 	}
 }
 
+// TestPutSessions stores sessions in one batch, looks them up with LookupSession, and checks that a batch
+// with a session it refuses stores none of them.
+func TestPutSessions(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "cache.db"), Options{})
+	batch := func(data ...[]byte) func(yield func(id, data []byte, expires time.Time) bool) {
+		return func(yield func(id, data []byte, expires time.Time) bool) {
+			for i, d := range data {
+				if !yield([]byte{'a' + byte(i)}, d, t0.Add(time.Duration(i+1)*time.Minute)) {
+					return
+				}
+			}
+		}
+	}
+	if err := s.PutSessions(batch([]byte("one"), []byte("two"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LookupSession([]byte("b"), t0.Add(time.Minute)); err != nil || string(got) != "two" {
+		t.Errorf("LookupSession = %q, %v; want the second session", got, err)
+	}
+	for _, id := range []string{"a", "c"} { // "a" expired at t0+1m; "c" was never stored
+		if got, err := s.LookupSession([]byte(id), t0.Add(time.Minute)); got != nil || err != nil {
+			t.Errorf("LookupSession(%q) = %q, %v; want nil, nil", id, got, err)
+		}
+	}
+	huge := make([]byte, MaxSessionSize+1)
+	if err := s.CheckSession([]byte("id"), huge); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("CheckSession of a huge session: %v, want ErrTooLarge", err)
+	}
+	if err := s.PutSessions(batch([]byte("new"), huge)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("PutSessions with a huge session: %v, want ErrTooLarge", err)
+	}
+	if got, _ := s.LookupSession([]byte("a"), t0); string(got) != "one" {
+		t.Errorf("after a refused batch the first session is %q, want the one stored before", got)
+	}
+}
+
 func TestTicketKeys(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cache.db")
 	s := openTest(t, path, Options{})

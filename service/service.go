@@ -236,7 +236,7 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 		// sessions = "store", the sessions too (written behind the handshake).
 		s.tls.TicketKeyStore = ticketKeyStore{s.store}
 		if cfg.Sessions == "store" {
-			sessions := &cache.SessionStore{Store: s.store, TTL: cfg.SessionTTL.Duration, Now: s.opts.Now}
+			sessions := &tlsserver.WriteBehindSessionStore{Backend: s.store, TTL: cfg.SessionTTL.Duration, Now: s.opts.Now}
 			background("sessions", func() error {
 				sessions.Run(ctx, func(err error) { s.log.Warn().Err(err).Msg("TLS sessions not stored") })
 				return nil

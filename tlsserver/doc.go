@@ -8,8 +8,8 @@
 //	'secureConnection' (tlsSocket)    Server.SecureConnection(*Conn): Authorized, AuthorizationError,
 //	                                  ALPNProtocol, ServerName, Resumed (npnProtocol: NPN is gone from
 //	                                  Go and Node, there is none)
-//	'newSession' / 'resumeSession'    Server.NewSession / Server.ResumeSession (an external session store;
-//	                                  MemorySessionStore for tests and examples)
+//	'newSession' / 'resumeSession'    Server.NewSession / Server.ResumeSession (an external session store:
+//	                                  MemorySessionStore; WriteBehindSessionStore over a SessionBackend)
 //	'OCSPRequest'                     Server.OCSPRequest(ctx, cert, issuer) → staple
 //	'clientError' ('tlsClientError')  Server.ClientError(*Conn, error)
 //	connections / maxConnections      Server.Connections() / Server.MaxConnections

@@ -4,7 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"reflect"
+	"sync"
 )
 
 // Sentinel errors. Each is returned wrapped with %w where there is more to say; test with errors.Is.
@@ -77,16 +77,23 @@ func (e *PeerAlertError) Error() string { return "tlsserver: client sent alert: 
 
 func (e *PeerAlertError) Unwrap() error { return e.Err }
 
-// peerAlert recognises crypto/tls's "remote error" (a *net.OpError around its unexported alert type, a
-// uint8) and returns it as a *PeerAlertError.
+// peerAlert recognises crypto/tls's "remote error" (a *net.OpError around its unexported alert type) by the
+// alert's text, the same as tls.AlertError's, and returns it as a *PeerAlertError.
 func peerAlert(err error) (*PeerAlertError, bool) {
 	var op *net.OpError
-	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
-		return nil, false
+	if errors.As(err, &op) && op.Op == "remote error" && op.Err != nil {
+		if a, ok := alertByText()[op.Err.Error()]; ok {
+			return &PeerAlertError{Alert: a, Err: err}, true
+		}
 	}
-	v := reflect.ValueOf(op.Err)
-	if v.Kind() != reflect.Uint8 {
-		return nil, false
-	}
-	return &PeerAlertError{Alert: tls.AlertError(v.Uint()), Err: err}, true
+	return nil, false
 }
+
+// alertByText maps the Error text of each of the 256 TLS alert codes to the code, built on first use.
+var alertByText = sync.OnceValue(func() map[string]tls.AlertError {
+	m := make(map[string]tls.AlertError, 256)
+	for a := range 256 {
+		m[tls.AlertError(a).Error()] = tls.AlertError(a)
+	}
+	return m
+})

@@ -8,7 +8,7 @@ import (
 )
 
 // MemorySessionStore is an in-memory session store for Server.NewSession and Server.ResumeSession, for
-// tests, examples and single-process servers (package cache provides the persistent one):
+// tests, examples and single-process servers (WriteBehindSessionStore keeps them in a SessionBackend too):
 //
 //	store := &tlsserver.MemorySessionStore{}
 //	srv.NewSession, srv.ResumeSession = store.NewSession, store.ResumeSession
@@ -35,24 +35,25 @@ type memorySession struct {
 
 // NewSession stores data under id. It has Server.NewSession's signature.
 func (m *MemorySessionStore) NewSession(_ context.Context, id, data []byte) error {
-	now := m.now()
+	now := nowOr(m.Now)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sessions == nil {
 		m.sessions = make(map[string]memorySession)
 	}
+	ttl := positiveOr(m.TTL, DefaultSessionTimeout)
 	if !now.Before(m.nextPurge) {
-		m.purgeLocked(now)
-		m.nextPurge = now.Add(m.ttl())
+		purgeExpired(m.sessions, now)
+		m.nextPurge = now.Add(ttl)
 	}
-	m.sessions[string(id)] = memorySession{data: bytes.Clone(data), expires: now.Add(m.ttl())}
+	m.sessions[string(id)] = memorySession{data: bytes.Clone(data), expires: now.Add(ttl)}
 	return nil
 }
 
 // ResumeSession returns the data stored under id, or nil when there is none or it has expired. It has
 // Server.ResumeSession's signature.
 func (m *MemorySessionStore) ResumeSession(_ context.Context, id []byte) ([]byte, error) {
-	now := m.now()
+	now := nowOr(m.Now)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.sessions[string(id)]
@@ -69,24 +70,27 @@ func (m *MemorySessionStore) Len() int {
 	return len(m.sessions)
 }
 
-func (m *MemorySessionStore) purgeLocked(now time.Time) {
-	for id, s := range m.sessions {
+// purgeExpired removes from sessions those expired at now.
+func purgeExpired(sessions map[string]memorySession, now time.Time) {
+	for id, s := range sessions {
 		if !now.Before(s.expires) {
-			delete(m.sessions, id)
+			delete(sessions, id)
 		}
 	}
 }
 
-func (m *MemorySessionStore) ttl() time.Duration {
-	if m.TTL > 0 {
-		return m.TTL
+// positiveOr returns v when it is positive, def otherwise: the default of a zero (or negative) setting.
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
 	}
-	return DefaultSessionTimeout
+	return def
 }
 
-func (m *MemorySessionStore) now() time.Time {
-	if m.Now != nil {
-		return m.Now()
+// nowOr returns now(), or time.Now() when now is nil.
+func nowOr(now func() time.Time) time.Time {
+	if now != nil {
+		return now()
 	}
 	return time.Now()
 }
