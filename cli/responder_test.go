@@ -189,8 +189,8 @@ func TestResponderCommandLab(t *testing.T) {
 	wantAll(t, query("-no_nonce"), "Response verify OK", "victim.test.pem: revoked", "Reason: keyCompromise")
 }
 
-// opensslCA is a CA made with openssl alone, as shared/reference/ocsp-lab.sh makes it: a root, an issuing CA
-// kept by openssl ca, a delegated OCSP signer and a leaf.
+// opensslCA is a CA made with openssl alone (openssl req, openssl ca over an index.txt), as a lab built
+// without staple would be: a root, an issuing CA kept by openssl ca, a delegated OCSP signer and a leaf.
 type opensslCA struct {
 	dir                          string
 	index, ca, caKey, chain      string

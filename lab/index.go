@@ -31,8 +31,9 @@ func (s Status) String() string {
 	return "invalid"
 }
 
-// Entry is one row of an OpenSSL CA database (index.txt): six tab-separated columns, status, notAfter,
-// revocation, serial, file, subject (shared/reference/ocsp-rules.md §3.2).
+// Entry is one row of an OpenSSL CA database (index.txt), as `openssl ca` writes it and `openssl ocsp -index`
+// reads it: six tab-separated columns, status (V, R or E), notAfter, revocation ("date[,reason[,extra]]",
+// empty unless revoked), serial (upper-case hex), file ("unknown") and subject.
 type Entry struct {
 	Status  Status
 	Expires time.Time // the certificate's notAfter
