@@ -45,6 +45,8 @@ type Options struct {
 	Started func(Addrs)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Rand returns a uniform number in [0, 1) for the jitter of refresh times; nil means math/rand.
+	Rand func() float64
 }
 
 // Addrs are the addresses the service listens on ("" for a listener that is off).
@@ -339,7 +341,7 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 // staplerConfig returns the stapler's configuration: the [fetch] table's, with what the service adds.
 func (s *Service) staplerConfig() stapler.Config {
 	c := s.cfg.StaplerConfig(s.opts.Version, s.opts.Now)
-	c.Storage = s.storage
+	c.Storage, c.Rand = s.storage, s.opts.Rand
 	c.Role = s.role()
 	c.SelfFetchMargin = s.cfg.Fleet.selfFetchMargin()
 	c.Logger = s.base // the stapler names itself

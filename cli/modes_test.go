@@ -1,0 +1,240 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"staple/cache"
+	"staple/certs"
+	"staple/internal/testpki"
+	"staple/service"
+)
+
+// TestCacheCommandsBothModes runs every cache command, with good, failing and refused inputs, twice: once with
+// no service (the command runs the engine over the cache file) and once through a running service's admin
+// socket. Both must print the same, exit the same, and leave the same state in the cache file.
+func TestCacheCommandsBothModes(t *testing.T) {
+	p := newModesPKI(t)
+	cases := []struct {
+		name  string
+		args  []string
+		fault testpki.Fault // how the responder answers during the command
+	}{
+		{"ls", []string{"cache", "ls"}, 0},
+		{"ls json", []string{"cache", "ls", "--json"}, 0},
+		{"show by key", []string{"cache", "show", "{keyA}"}, 0},
+		{"show by certificate file", []string{"cache", "show", "{certB}", "--json"}, 0},
+		{"show by a short key", []string{"cache", "show", "{shortB}"}, 0},
+		{"show, no such key", []string{"cache", "show", "00:1"}, 0},
+		{"show, not a key", []string{"cache", "show", "nonsense"}, 0},
+		{"export base64", []string{"cache", "export", "{keyA}", "--format", "base64"}, 0},
+		{"export to a file", []string{"cache", "export", "{certA}", "--out", "{dir}/a.ocsp"}, 0},
+		{"export, no such key", []string{"cache", "export", "00:1", "--format", "base64"}, 0},
+		{"import", []string{"cache", "import", "{respC}", "--cert", "{certC}"}, 0},
+		{"import, older than held", []string{"cache", "import", "{olderA}", "--cert", "{certA}"}, 0},
+		{"import, another certificate's", []string{"cache", "import", "{respC}", "--cert", "{certA}"}, 0},
+		{"import, not a response", []string{"cache", "import", "{certA}", "--cert", "{certA}"}, 0},
+		{"import, no --cert", []string{"cache", "import", "{respC}"}, 0},
+		{"rm", []string{"cache", "rm", "{keyB}"}, 0},
+		{"rm, no such key", []string{"cache", "rm", "00:1"}, 0},
+		{"refresh one", []string{"cache", "refresh", "{keyA}"}, 0},
+		{"refresh all", []string{"cache", "refresh", "--json"}, 0},
+		{"refresh, responder fails", []string{"cache", "refresh", "{keyB}"}, testpki.Fault500},
+		{"refresh all, responder refuses", []string{"cache", "refresh"}, testpki.FaultUnauthorized},
+		{"refresh, no such key", []string{"cache", "refresh", "00:1"}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			offline := p.runMode(t, dir, tc.args, tc.fault, false)
+			live := p.runMode(t, dir, tc.args, tc.fault, true)
+			if offline.out != live.out {
+				t.Errorf("output differs\n--- no service\n%s\n--- through the service\n%s", offline.out, live.out)
+			}
+			if offline.code != live.code || offline.msg != live.msg {
+				t.Errorf("exit differs: no service %d %q, through the service %d %q", offline.code, offline.msg, live.code, live.msg)
+			}
+			if offline.state != live.state {
+				t.Errorf("state afterwards differs\n--- no service\n%s\n--- through the service\n%s", offline.state, live.state)
+			}
+			if offline.files != live.files {
+				t.Errorf("files written differ: %q, %q", offline.files, live.files)
+			}
+		})
+	}
+}
+
+// modesPKI is what both modes share: an Ed25519 CA (its signatures are deterministic, so both modes fetch
+// the same bytes), its responder on a fixed clock, and the certificates of the fixture.
+type modesPKI struct {
+	ca        *testpki.CA
+	responder *testpki.Responder
+	a, b, c   *testpki.Leaf
+	now       time.Time
+	// stopServing stops the service serve started, and waits for it.
+	stopServing func()
+}
+
+func newModesPKI(t *testing.T) *modesPKI {
+	root := testpki.NewRoot(t, "Modes Root", testpki.Ed25519)
+	ca := root.NewIntermediate(t, "Modes CA", testpki.Ed25519)
+	p := &modesPKI{ca: ca, now: testpki.Epoch().Add(time.Hour)}
+	p.responder = testpki.NewResponder(t, ca, testpki.ResponderOptions{Now: func() time.Time { return p.now }})
+	issue := func(name string) *testpki.Leaf {
+		return ca.Issue(t, testpki.LeafOptions{DNSNames: []string{name}, OCSPURLs: []string{p.responder.URL}, KeyType: testpki.Ed25519})
+	}
+	p.a, p.b, p.c = issue("a.modes.test"), issue("b.modes.test"), issue("c.modes.test")
+	return p
+}
+
+// modeResult is what one command did in one mode.
+type modeResult struct {
+	out, msg, state, files string
+	code                   int
+}
+
+// runMode makes the fixture in dir (a cache holding A and B as a service left them, their certificate files,
+// and C's certificate and response), runs args through a service when live, else with none, and returns
+// what the command printed and what the cache holds afterwards.
+func (p *modesPKI) runMode(t *testing.T, dir string, args []string, fault testpki.Fault, live bool) modeResult {
+	t.Helper()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+	data := filepath.Join(dir, "data")
+	env := Env{Now: func() time.Time { return p.now }, Rand: func() float64 { return 0.5 }}
+	files := map[string]string{"{dir}": dir, "{data}": data}
+	write := func(name string, b []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for name, l := range map[string]*testpki.Leaf{"A": p.a, "B": p.b, "C": p.c} {
+		files["{cert"+name+"}"] = write(name+".pem", l.ChainPEM())
+		write(name+".key", l.KeyPEM())
+		key := certs.NewKey(p.ca.Cert, l.Cert)
+		files["{key"+name+"}"] = key.String()
+		files["{short"+name+"}"] = key.String()[:4] + key.String()[16:]
+	}
+	files["{respC}"] = write("C.der", p.ca.Respond(t, p.c.Cert, testpki.ResponseOptions{}))
+	files["{olderA}"] = write("A-older.der", p.ca.Respond(t, p.a.Cert, testpki.ResponseOptions{ThisUpdate: testpki.Epoch().Add(-3 * time.Hour)}))
+	store, err := cache.Open(filepath.Join(data, service.DatabaseName), cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	for _, name := range []string{"A", "B"} {
+		der := write(name+".der", p.ca.Respond(t, map[string]*testpki.Leaf{"A": p.a, "B": p.b}[name].Cert, testpki.ResponseOptions{}))
+		if err := runEnv(env, "cache", "import", der, "--cert", files["{cert"+name+"}"], "--data-dir", data); err != nil {
+			t.Fatalf("making the fixture: %v", err)
+		}
+	}
+
+	if live {
+		stop := p.serve(t, dir, data, files)
+		defer stop()
+	}
+	if fault != 0 {
+		p.responder.Fail(fault)
+		defer p.responder.Fail(testpki.FaultNone)
+	}
+	var out, errOut bytes.Buffer
+	env.Stdout, env.Stderr = &out, &errOut
+	expanded := []string{}
+	for _, a := range append(args, "--data-dir", data) {
+		for k, v := range files {
+			a = strings.ReplaceAll(a, k, v)
+		}
+		expanded = append(expanded, a)
+	}
+	err = Run(context.Background(), env, expanded)
+	r := modeResult{out: out.String() + errOut.String(), code: ExitCode(err), msg: Message(err)}
+	if live {
+		// The service's engine writes what it holds when it stops; the state is read after that.
+		p.stopServing()
+	}
+	r.state = dumpCache(t, filepath.Join(data, service.DatabaseName))
+	if b, err := os.ReadFile(filepath.Join(dir, "a.ocsp")); err == nil {
+		r.files = fmt.Sprintf("a.ocsp: %x", b)
+	}
+	return r
+}
+
+// serve starts staple serve in process on dir's fixture, with the sites A and B, on the test's clock.
+func (p *modesPKI) serve(t *testing.T, dir, data string, files map[string]string) (stop func()) {
+	t.Helper()
+	cfg := &service.Config{DataDir: data, Listen: "127.0.0.1:0", Sites: []service.Site{
+		{Names: []string{"a.modes.test"}, Cert: files["{certA}"], Key: filepath.Join(dir, "A.key")},
+		{Names: []string{"b.modes.test"}, Cert: files["{certB}"], Key: filepath.Join(dir, "B.key")},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		done <- service.Run(ctx, cfg, service.Options{Version: "test", Log: zerolog.New(zerolog.NewTestWriter(t)),
+			Now: func() time.Time { return p.now }, Rand: func() float64 { return 0.5 },
+			Started: func(service.Addrs) { close(started) }})
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("staple serve: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("staple serve did not start within 30 s")
+	}
+	p.stopServing = func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("staple serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("staple serve did not stop within 30 s")
+		}
+		p.stopServing = func() {}
+	}
+	return func() { p.stopServing() }
+}
+
+// runEnv runs a command line with env's clock and jitter, discarding its output.
+func runEnv(env Env, args ...string) error {
+	var discard bytes.Buffer
+	env.Stdout, env.Stderr = &discard, &discard
+	return Run(context.Background(), env, args)
+}
+
+// dumpCache renders everything the cache file holds about certificates, in key order.
+func dumpCache(t *testing.T, path string) string {
+	t.Helper()
+	store, err := cache.Open(path, cache.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var b strings.Builder
+	store.Certs(func(key certs.Key, c cache.Cert, err error) error {
+		fmt.Fprintf(&b, "cert %s %v %v %v %x %x\n", key, c.URLs, c.MustStaple, c.Added, c.Leaf, c.Issuer)
+		return err
+	})
+	store.Responses(func(key certs.Key, r cache.Response, err error) error {
+		fmt.Fprintf(&b, "response %s %+v\n", key, r)
+		return err
+	})
+	store.Histories(func(key certs.Key, h []cache.Attempt, err error) error {
+		fmt.Fprintf(&b, "history %s %+v\n", key, h)
+		return err
+	})
+	return b.String()
+}
