@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
-	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 )
 
@@ -360,12 +359,12 @@ func (c *Config) Check() error {
 	if c.MaxConnections < 0 {
 		return c.Errorf("max_connections", "must not be negative")
 	}
-	if err := checkCron(c.Fetch.Sweep); err != nil {
-		return c.Errorf("fetch.sweep", "%v", err)
+	if err := c.checkSchedule("fetch.sweep", c.Fetch.Sweep); err != nil {
+		return err
 	}
 	if c.Tickets.Rotate != "" {
-		if err := checkCron(c.Tickets.Rotate); err != nil {
-			return c.Errorf("tickets.rotate", "%v", err)
+		if err := c.checkSchedule("tickets.rotate", c.Tickets.Rotate); err != nil {
+			return err
 		}
 	}
 	if c.Fetch.PerHost < 0 || c.Fetch.Concurrency < 0 || c.Fetch.MaxResponseBytes < 0 {
@@ -488,9 +487,10 @@ func (c *Config) hasSiteCert(p string) bool {
 	return false
 }
 
-func checkCron(spec string) error {
-	if _, err := cron.ParseStandard(spec); err != nil {
-		return fmt.Errorf("%q is not a cron spec (\"@every 30s\", \"*/5 * * * *\"): %v", spec, err)
+// checkSchedule checks spec with the scheduler's own parser, so that what the configuration accepts runs.
+func (c *Config) checkSchedule(key, spec string) error {
+	if _, err := stapler.ParseSchedule(spec); err != nil {
+		return c.Errorf(key, "%q is not a cron spec (\"@every 30s\", \"*/5 * * * *\"): %v", spec, errors.Unwrap(err))
 	}
 	return nil
 }

@@ -2,8 +2,10 @@ package service
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"staple/stapler"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +32,31 @@ func TestParseConfigFull(t *testing.T) {
 	}
 	if len(c.Exports) != 2 || c.Exports[1].Format != "der" || c.Exports[0].ReloadTimeout.Duration != 5*time.Second {
 		t.Errorf("exports: %+v", c.Exports)
+	}
+}
+
+// TestSchedulesAgree: a six-field spec (seconds first) is accepted by the configuration's checks and runs in
+// the scheduler; a bad one is refused by both.
+func TestSchedulesAgree(t *testing.T) {
+	for _, tt := range []struct {
+		spec string
+		ok   bool
+	}{
+		{"@every 30s", true}, {"*/5 * * * *", true}, {"30 */5 * * * *", true}, {"often", false}, {"* * *", false},
+	} {
+		doc := fmt.Sprintf("[fetch]\nsweep = %q\n[tickets]\nrotate = %q\n", tt.spec, tt.spec)
+		c, err := ParseConfig([]byte(doc), "s.toml")
+		if (err == nil) != tt.ok {
+			t.Errorf("%q: configuration %v, want ok=%v", tt.spec, err, tt.ok)
+			continue
+		}
+		if !tt.ok {
+			continue
+		}
+		sc := c.StaplerConfig("test", nil)
+		if _, err := stapler.New(sc); err != nil {
+			t.Errorf("%q: accepted by the configuration, refused by the stapler: %v", tt.spec, err)
+		}
 	}
 }
 

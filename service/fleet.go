@@ -7,7 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -101,7 +100,7 @@ func (f FleetConfig) selfFetchMargin() time.Duration {
 
 // rotationPeriod is the time between two runs of a cron spec, from now.
 func rotationPeriod(spec string, now time.Time) (time.Duration, error) {
-	sched, err := cron.ParseStandard(spec)
+	sched, err := stapler.ParseSchedule(spec)
 	if err != nil {
 		return 0, err
 	}

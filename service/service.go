@@ -292,14 +292,16 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 		background("responder", func() error { return rs.Serve(ctx, responderLn) })
 	}
 	if spec := cfg.Tickets.Rotate; spec != "" {
-		c := cron.New(cron.WithParser(cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)))
+		sched, err := stapler.ParseSchedule(spec)
+		if err != nil {
+			return cfg.Errorf("tickets.rotate", "%v", err)
+		}
 		rotate := s.rotateTicketKeys
 		if s.fleet != nil {
 			rotate = func() { s.rotateFleetTicketKeys(ctx) }
 		}
-		if _, err := c.AddFunc(spec, rotate); err != nil {
-			return cfg.Errorf("tickets.rotate", "%v", err)
-		}
+		c := cron.New()
+		c.Schedule(sched, cron.FuncJob(rotate))
 		c.Start()
 		closers = append(closers, func() { <-c.Stop().Done() })
 	}

@@ -1,10 +1,28 @@
 package stapler
 
 import (
+	"fmt"
 	"time"
+
+	"github.com/robfig/cron/v3"
 
 	"staple/certs"
 )
+
+// scheduleParser reads five-field cron specs, six-field ones whose first field is seconds, and descriptors.
+var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseSchedule parses a cron spec as staple's configuration takes them: five fields ("*/5 * * * *"), six
+// with seconds first ("30 */5 * * * *"), or a descriptor ("@every 30s", "@hourly"). It is the one parser of
+// schedules: the sweep, the rotation of ticket keys and the configuration's checks all use it, so a spec is
+// accepted everywhere or nowhere.
+func ParseSchedule(spec string) (cron.Schedule, error) {
+	sched, err := scheduleParser.Parse(spec)
+	if err != nil {
+		return nil, fmt.Errorf("stapler: %q is not a cron spec (\"@every 30s\", \"*/5 * * * *\"): %w", spec, err)
+	}
+	return sched, nil
+}
 
 // The scheduler. The cron sweep (Config.Sweep) looks at every entry: an idle entry whose next fetch has come
 // is queued, a response that has just expired is dropped from the index and reported, and responses whose

@@ -150,10 +150,9 @@ func New(cfg Config) (*Stapler, error) {
 	if spec == "" {
 		spec = DefaultSweep
 	}
-	parser := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-	sched, err := parser.Parse(spec)
+	sched, err := ParseSchedule(spec)
 	if err != nil {
-		return nil, fmt.Errorf("stapler: sweep schedule %q: %w", spec, err)
+		return nil, fmt.Errorf("stapler: the sweep: %w", err)
 	}
 	s := &Stapler{
 		cfg:        cfg,
