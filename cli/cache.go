@@ -15,7 +15,7 @@ import (
 
 	"staple/admin"
 	"staple/certs"
-	"staple/service"
+	"staple/internal/atomicfile"
 )
 
 const cacheManual = `NAME
@@ -264,7 +264,7 @@ func cacheExport(ctx context.Context, env Env, args []string) error {
 		data = []byte(base64.StdEncoding.EncodeToString(d.DER) + "\n")
 	}
 	if *out != "" {
-		return service.WriteFileAtomic(*out, data, 0o644)
+		return atomicfile.Write(*out, data, 0o644)
 	}
 	_, err = env.Stdout.Write(data)
 	return err

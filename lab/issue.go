@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"staple/internal/atomicfile"
 	"strings"
 	"time"
 )
@@ -136,7 +137,7 @@ func (l *Lab) Issue(opts IssueOptions) (*Issued, error) {
 	if err := writeKey(keyFile, key); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(certFile, certsPEM(cert, l.CA), 0o644); err != nil {
+	if err := atomicfile.Write(certFile, certsPEM(cert, l.CA), 0o644); err != nil {
 		return nil, err
 	}
 	entry := Entry{Status: Valid, Expires: cert.NotAfter, Reason: ReasonNone, Serial: serial, File: "unknown",
@@ -233,5 +234,5 @@ func (l *Lab) readIndex() ([]Entry, error) {
 // writeIndex replaces index.txt. Rows read from it are written back as they were (in OpenSSL's canonical
 // spelling); a changed row has been validated by its changer.
 func (l *Lab) writeIndex(entries []Entry) error {
-	return writeFileAtomic(l.Path(IndexFile), FormatIndex(entries), 0o644)
+	return atomicfile.Write(l.Path(IndexFile), FormatIndex(entries), 0o644)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"staple/certs"
+	"staple/internal/atomicfile"
 )
 
 // The lab's fixed layout, relative to its directory.
@@ -142,7 +143,7 @@ func Init(dir string, opts InitOptions) (*Lab, error) {
 		{ConfigFile, append(cnf, '\n')},
 	}
 	for _, f := range files {
-		if err := writeFileAtomic(l.Path(f.name), f.data, 0o644); err != nil {
+		if err := atomicfile.Write(l.Path(f.name), f.data, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -201,10 +202,10 @@ func (l *Lab) makeCAs() error {
 	if err := writeKey(l.Path(CAKeyFile), caKey); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(l.Path(RootCertFile), certsPEM(root), 0o644); err != nil {
+	if err := atomicfile.Write(l.Path(RootCertFile), certsPEM(root), 0o644); err != nil {
 		return err
 	}
-	return writeFileAtomic(l.Path(CACertFile), certsPEM(ca), 0o644)
+	return atomicfile.Write(l.Path(CACertFile), certsPEM(ca), 0o644)
 }
 
 // labID is a short tag that tells two labs' CA names apart: the first 4 bytes of the root key's SHA-1.
@@ -245,12 +246,12 @@ func (l *Lab) makeSigner() error {
 	if err := writeKey(l.Path(SignerKeyFile), key); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(l.Path(SignerCertFile), certsPEM(signer), 0o644); err != nil {
+	if err := atomicfile.Write(l.Path(SignerCertFile), certsPEM(signer), 0o644); err != nil {
 		return err
 	}
 	entry := Entry{Status: Valid, Expires: signer.NotAfter, Reason: ReasonNone, Serial: serial, File: "unknown",
 		Subject: onelineName(signer.RawSubject)}
-	if err := writeFileAtomic(l.Path(IndexFile), FormatIndex([]Entry{entry}), 0o644); err != nil {
+	if err := atomicfile.Write(l.Path(IndexFile), FormatIndex([]Entry{entry}), 0o644); err != nil {
 		return err
 	}
 	return writeSerial(l.Path(SerialFile), new(big.Int).Add(serial, big.NewInt(1)))
@@ -276,7 +277,7 @@ func writeKey(path string, k crypto.Signer) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, data, 0o600)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // Open opens the lab in dir: its certificates, keys and lab.json.
@@ -353,7 +354,7 @@ func readSerial(path string) (*big.Int, error) {
 }
 
 func writeSerial(path string, n *big.Int) error {
-	return writeFileAtomic(path, []byte(serialHex(n)+"\n"), 0o644)
+	return atomicfile.Write(path, []byte(serialHex(n)+"\n"), 0o644)
 }
 
 // opensslConfig is openssl.cnf: `openssl ca -config DIR/openssl.cnf -in X.csr -out X.pem` issues into this

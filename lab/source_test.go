@@ -17,6 +17,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
 
+	"staple/internal/atomicfile"
 	"staple/responder"
 )
 
@@ -233,7 +234,7 @@ func TestSourceKeepsTheLastGoodIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(f.lab.Path(IndexFile), []byte("this is not an index\n"), 0o644); err != nil {
+	if err := atomicfile.Write(f.lab.Path(IndexFile), []byte("this is not an index\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := ocsp.ParseResponse(f.ask(t, f.one(t, good)).Raw, f.lab.CA); r == nil || r.Status != ocsp.Good {

@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
+	"staple/internal/atomicfile"
 )
 
 // exporter writes new responses where nginx (ssl_stapling_file) and HAProxy (<cert>.ocsp, "set ssl
@@ -54,7 +52,7 @@ func (e *exporter) export(ctx context.Context, certFile string, key certs.Key, d
 		data = []byte(base64.StdEncoding.EncodeToString(der) + "\n")
 	}
 	path := e.path(certFile, key)
-	if err := WriteFileAtomic(path, data, 0o644); err != nil {
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return path, err
 	}
 	if len(e.cfg.Reload) > 0 {
@@ -120,43 +118,6 @@ func (e *exporter) reload(ctx context.Context) {
 		}
 	}
 	ev.Strs("command", e.cfg.Reload).Dur("took", time.Since(start)).Str("output", strings.TrimSpace(out.String())).Msg("export reload command")
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same directory, synced before it is
-// renamed over path: a reader sees the old file or the new one, never a part.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("service: export: %w", err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("service: export %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("service: export %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // limitedBuffer keeps the first limit bytes written to it and drops the rest.

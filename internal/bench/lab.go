@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"os"
 	"strings"
 	"time"
 
 	"staple/certs"
+	"staple/internal/atomicfile"
 	"staple/lab"
 )
 
@@ -102,25 +102,14 @@ func addSweepLeaves(l *lab.Lab, n int) ([]*x509.Certificate, error) {
 		entries = append(entries, lab.Entry{Status: lab.Valid, Expires: c.NotAfter, Reason: lab.ReasonNone, Serial: serial,
 			File: "unknown", Subject: "/CN=" + cn})
 	}
-	if err := writeAtomic(l.Path(lab.IndexFile), lab.FormatIndex(entries)); err != nil {
+	if err := atomicfile.Write(l.Path(lab.IndexFile), lab.FormatIndex(entries), 0o644); err != nil {
 		return nil, err
 	}
 	last := new(big.Int).Add(next, big.NewInt(int64(n)))
-	if err := writeAtomic(l.Path(lab.SerialFile), []byte(strings.ToUpper(last.Text(16))+"\n")); err != nil {
+	if err := atomicfile.Write(l.Path(lab.SerialFile), []byte(strings.ToUpper(last.Text(16))+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	return leaves, nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	return nil
 }
 
 // chain returns leaf and its issuer as a certs.Chain, for the stapler.
