@@ -5,9 +5,13 @@ import (
 	"flag"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
+	"staple/lab"
 	"staple/service"
+
+	"github.com/rs/zerolog"
 )
 
 const serveManual = `NAME
@@ -131,6 +135,13 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	log := service.NewLogger(env.Stderr, cfg.LogLevel, cfg.LogFormat)
+	opts := service.Options{Version: Version(env), Log: log, Banner: env.Stdout, ResetCache: f.resetCache, Now: env.Now}
+	load := f.load
+	if len(cfg.Sites) == 0 {
+		if load, err = embeddedLab(cfg, env, log, &opts, f.load); err != nil {
+			return err
+		}
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -142,7 +153,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 			case <-hup:
 				log.Info().Msg("SIGHUP: reloading the configuration and the certificates")
 				select {
-				case reload <- f.load:
+				case reload <- load:
 				case <-ctx.Done():
 					return
 				}
@@ -151,14 +162,35 @@ func runServe(ctx context.Context, env Env, args []string) error {
 			}
 		}
 	}()
-	return service.Run(ctx, cfg, service.Options{
-		Version:    Version(env),
-		Log:        log,
-		Banner:     env.Stdout,
-		ResetCache: f.resetCache,
-		Reload:     reload,
-		Now:        env.Now,
-	})
+	opts.Reload = reload
+	return service.Run(ctx, cfg, opts)
+}
+
+// embeddedLab makes serve's default when no site is configured: the lab under the data directory (made
+// once) serves a localhost certificate, and its responder runs in the service (opts.Lab). It returns the
+// reload function, which keeps the lab's site when the configuration reloaded still has none.
+func embeddedLab(cfg *service.Config, env Env, log zerolog.Logger, opts *service.Options, load func() (*service.Config, error)) (func() (*service.Config, error), error) {
+	if err := service.EnsureDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	h, err := lab.OpenLocalhost(filepath.Join(cfg.DataDir, service.LabDir), cfg.LabResponderURL, env.now(), log)
+	if err != nil {
+		return nil, err
+	}
+	src, err := h.Source(log.With().Str("component", "lab-responder").Logger())
+	if err != nil {
+		return nil, err
+	}
+	opts.Lab = &service.LabResponder{Addr: h.Addr, Source: src, RootFile: h.Lab.Path(lab.RootCertFile)}
+	site := service.Site{Cert: h.CertFile, Key: h.KeyFile}
+	cfg.Sites = []service.Site{site}
+	return func() (*service.Config, error) {
+		c, err := load()
+		if err == nil && len(c.Sites) == 0 {
+			c.Sites = []service.Site{site}
+		}
+		return c, err
+	}, nil
 }
 
 // load reads the configuration file, when there is one, and applies the flags given over it.

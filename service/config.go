@@ -37,6 +37,12 @@ const (
 	DefaultSessionTTL       = 300 * time.Second
 	// DatabaseName is the cache file's name in the data directory.
 	DatabaseName = "cache.db"
+	// LabDir is the embedded lab's directory in the data directory.
+	LabDir = "lab"
+	// DefaultLabResponderURL is where the embedded lab's responder listens, and so the AIA OCSP URL of the
+	// certificates it issues. It is not lab.DefaultResponderURL, so that a 'staple responder' for another lab
+	// can run beside 'staple serve'.
+	DefaultLabResponderURL = "http://127.0.0.1:8889"
 )
 
 // Config is staple serve's configuration: a TOML file, flags, or both (flags win).
@@ -301,6 +307,7 @@ func (c *Config) SetDefaults() {
 	def(&c.LogLevel, "info")
 	def(&c.LogFormat, "auto")
 	def(&c.Sessions, "tickets")
+	def(&c.LabResponderURL, DefaultLabResponderURL)
 	defDur(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	defDur(&c.DrainTimeout, DefaultDrainTimeout)
 	defDur(&c.SessionTTL, DefaultSessionTTL)

@@ -47,38 +47,44 @@ func (f FleetConfig) unservedAfter() time.Duration {
 	return f.UnservedAfter.Duration
 }
 
-// joinFleet connects to the fleet's etcd (without waiting for it: a node staples from memory while etcd is
-// away) and starts the election.
-func (s *Service) joinFleet(ctx context.Context) (*fleetNode, error) {
-	fc := s.cfg.FleetConfig(s.base)
-	fc.Now = s.opts.Now
+// selfFetchMargin is the stapler's SelfFetchMargin from the [fleet] table.
+func (f FleetConfig) selfFetchMargin() time.Duration {
+	if f.SelfFetch != nil && !*f.SelfFetch {
+		return -1
+	}
+	return f.SelfFetchMargin.Duration
+}
+
+// joinFleet connects to the fleet's etcd, without waiting for it: a node staples from memory while etcd is
+// away.
+func joinFleet(cfg *Config, now func() time.Time, log zerolog.Logger) (*fleetNode, error) {
+	fc := cfg.FleetConfig(log)
+	fc.Now = now
 	cli, err := fleet.Connect(fc)
 	if err != nil {
-		return nil, s.cfg.Errorf("fleet", "%v", err)
+		return nil, cfg.Errorf("fleet", "%v", err)
 	}
-	n := &fleetNode{cfg: fc, cli: cli, store: fleet.NewStore(cli, fc), tickets: fleet.NewTicketKeys(cli, fc)}
-	name := s.cfg.Fleet.Node
-	if name == "" {
+	n := &fleetNode{cfg: fc, cli: cli, store: fleet.NewStore(cli, fc), tickets: fleet.NewTicketKeys(cli, fc), name: cfg.Fleet.Node}
+	if n.name == "" {
 		host, _ := os.Hostname()
-		name = net.JoinHostPort(host, s.cfg.Listen)
+		n.name = net.JoinHostPort(host, cfg.Listen)
 	}
-	n.elector = fleet.NewElector(cli, fc, name)
-	n.name = name
-	n.elector.OnChange = func(r stapler.Role) {
-		if st := s.stapler; st != nil {
-			st.RoleChanged()
-		}
-		s.log.Info().Str("role", r.String()).Str("leader", n.elector.Leader()).Msg("fleet role")
-	}
-	if s.cfg.Sessions == "store" {
-		n.sessions = fleet.NewSessions(cli, fc, s.cfg.SessionTTL.Duration)
+	n.elector = fleet.NewElector(cli, fc, n.name)
+	if cfg.Sessions == "store" {
+		n.sessions = fleet.NewSessions(cli, fc, cfg.SessionTTL.Duration)
 	}
 	return n, nil
 }
 
-// settle waits, before the stapler starts, until the election knows a leader or two lease TTLs have passed:
-// otherwise every node would start as one with no leader in sight and fetch for itself.
-func (n *fleetNode) settle(ctx context.Context) {
+// elect runs the election, telling st when the node's role changes, and waits, before st starts, until the
+// election knows a leader or two lease TTLs have passed: otherwise every node would start as one with no
+// leader in sight and fetch for itself.
+func (n *fleetNode) elect(ctx context.Context, bg *group, st *stapler.Stapler, log zerolog.Logger) {
+	n.elector.OnChange = func(r stapler.Role) {
+		st.RoleChanged()
+		log.Info().Str("role", r.String()).Str("leader", n.elector.Leader()).Msg("fleet role")
+	}
+	bg.run("fleet-election", func() error { return n.elector.Run(ctx) })
 	t := time.NewTimer(2 * n.elector.TTL())
 	defer t.Stop()
 	select {
@@ -88,46 +94,16 @@ func (n *fleetNode) settle(ctx context.Context) {
 	}
 }
 
+// follow runs, once st has started, the watch that offers st what other nodes store, and the claims that
+// tell the fleet which certificates this node serves.
+func (n *fleetNode) follow(ctx context.Context, bg *group, st *stapler.Stapler) {
+	watcher := fleet.NewWatcher(n.cli, n.cfg, st)
+	bg.run("fleet-watch", func() error { return watcher.Run(ctx) })
+	claims := fleet.NewClaims(n.cli, n.cfg, n.name, st.Watched, func() bool { return n.elector.Role() == stapler.Leader })
+	bg.run("fleet-claims", func() error { return claims.Run(ctx) })
+}
+
 func (n *fleetNode) close() { n.cli.Close() }
-
-// selfFetchMargin is the stapler's SelfFetchMargin from the [fleet] table.
-func (f FleetConfig) selfFetchMargin() time.Duration {
-	if f.SelfFetch != nil && !*f.SelfFetch {
-		return -1
-	}
-	return f.SelfFetchMargin.Duration
-}
-
-// rotationPeriod is the time between two runs of a cron spec, from now.
-func rotationPeriod(spec string, now time.Time) (time.Duration, error) {
-	sched, err := stapler.ParseSchedule(spec)
-	if err != nil {
-		return 0, err
-	}
-	first := sched.Next(now)
-	return sched.Next(first).Sub(first), nil
-}
-
-// rotateFleetTicketKeys rotates the fleet's ticket keys when this node leads and a period has passed since
-// the last rotation anywhere in the fleet; every node picks the new keys up through the watch.
-func (s *Service) rotateFleetTicketKeys(ctx context.Context) {
-	n := s.fleet
-	if n.elector.Role() != stapler.Leader {
-		return
-	}
-	period, err := rotationPeriod(s.cfg.Tickets.Rotate, s.now())
-	if err != nil {
-		s.log.Error().Err(err).Msg("tickets.rotate")
-		return
-	}
-	rotated, err := n.tickets.RotateIfDue(ctx, period*9/10)
-	switch {
-	case err != nil:
-		s.log.Error().Err(err).Msg("the fleet's session ticket keys were not rotated")
-	case rotated:
-		s.log.Info().Msg("the fleet's session ticket keys rotated (the previous key still decrypts)")
-	}
-}
 
 func (n *fleetNode) describe() string {
 	return fmt.Sprintf("etcd %v %s", n.cfg.Endpoints, n.store.Path())

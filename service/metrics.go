@@ -73,6 +73,13 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
+// mux serves the metrics at GET /metrics, and nothing else, on metrics_listen.
+func (m *Metrics) mux() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return mux
+}
+
 // Fetched records a fetch that ended with reason ("ok" for success).
 func (m *Metrics) Fetched(reason string, took time.Duration) {
 	result := "ok"

@@ -106,7 +106,7 @@ func (c *cachingSource) Response(_ context.Context, req *responder.Request) (*re
 	if len(req.CertIDs) != 1 {
 		return nil, responder.ErrUnauthorized
 	}
-	key, ok := c.svc.sites.Load().ids.lookup(req.CertIDs[0])
+	key, ok := c.svc.front.sites.Load().ids.lookup(req.CertIDs[0])
 	if !ok {
 		return nil, responder.ErrUnauthorized
 	}
