@@ -112,3 +112,43 @@ func TestExportUnwritableDirectory(t *testing.T) {
 		t.Error("export into a missing directory: want an error")
 	}
 }
+
+// TestExportsPart: a new response goes to every export that covers a site serving its certificate, once per
+// path, off the caller's goroutine; with no staple left (expired meanwhile) the file in place is kept.
+func TestExportsPart(t *testing.T) {
+	dir := t.TempDir()
+	key := certs.KeyFor([]byte("issuer"), big.NewInt(0x2000))
+	der := []byte{0x30, 0x03, 0x0a, 0x01, 0x00}
+	set := &siteSet{byKey: map[certs.Key][]*site{key: {
+		{cfg: Site{Cert: filepath.Join(dir, "a.pem")}}, {cfg: Site{Cert: filepath.Join(dir, "b.pem")}},
+	}}}
+	for _, e := range []Export{
+		{Path: "{cert}.ocsp", Format: "der"},                                                     // one file per site
+		{Path: filepath.Join(dir, "{key}.der"), Format: "der"},                                   // one file per key
+		{Cert: filepath.Join(dir, "b.pem"), Path: filepath.Join(dir, "b.b64"), Format: "base64"}, // b's only
+	} {
+		set.exporters = append(set.exporters, newExporter(e, zerolog.Nop()))
+	}
+	staple := der
+	x := newExports(zerolog.Nop())
+	x.sites = func() *siteSet { return set }
+	x.staple = func(certs.Key) []byte { return staple }
+	x.changed(key)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	x.close(ctx)
+	byKey := filepath.Join(dir, strings.ReplaceAll(key.String(), ":", "-")+".der")
+	for path, want := range map[string]string{
+		filepath.Join(dir, "a.pem.ocsp"): string(der), filepath.Join(dir, "b.pem.ocsp"): string(der),
+		byKey: string(der), filepath.Join(dir, "b.b64"): base64.StdEncoding.EncodeToString(der) + "\n",
+	} {
+		if got, err := os.ReadFile(path); err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v", filepath.Base(path), got, err)
+		}
+	}
+	staple = nil
+	x.write(key)
+	if got, _ := os.ReadFile(byKey); string(got) != string(der) {
+		t.Error("with no staple left, the file in place was not kept")
+	}
+}
