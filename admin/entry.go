@@ -6,7 +6,7 @@ import (
 
 	"staple/cache"
 	"staple/certs"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // EntryFrom builds the Entry of key from what the cache holds: the watched certificate (nil when only a
@@ -30,10 +30,10 @@ func EntryFrom(key certs.Key, c *cache.Cert, r *cache.Response, history []cache.
 		if r.ValidAt(now) {
 			e.Status = r.Status.String()
 		}
-		if r.Status == ocspfetch.Revoked {
+		if r.Status == ocspwire.Revoked {
 			e.RevokedAt = r.RevokedAt
 			if r.HasReason {
-				e.Reason = ocspfetch.ReasonName(r.RevocationReason)
+				e.Reason = ocspwire.ReasonName(r.RevocationReason)
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // exampleT stands in for the *testing.T that testpki wants, in examples.
@@ -23,7 +24,7 @@ func ExampleVerify() {
 		fmt.Println("rejected:", ocspfetch.Reason(err))
 		return
 	}
-	fmt.Println(r.Status, ocspfetch.ReasonName(r.RevocationReason), r.NextUpdate.Format(time.RFC3339))
+	fmt.Println(r.Status, ocspwire.ReasonName(r.RevocationReason), r.NextUpdate.Format(time.RFC3339))
 
 	// One day later the same bytes have expired.
 	_, err = ocspfetch.Verify(der, leaf.Cert, ca.Cert, testpki.Epoch().Add(24*time.Hour), ocspfetch.VerifyOptions{})

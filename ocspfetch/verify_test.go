@@ -15,6 +15,7 @@ import (
 
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // fixture is one CA hierarchy with a leaf, delegated signers of every kind and a foreign CA.
@@ -79,7 +80,7 @@ func isDelegated(t *testing.T, f *fixture, r *ocspfetch.Response) {
 	}
 }
 
-// verifyCases are ocsp-rules.md §2.5's checklist, issue 3's Verifying section and the x/crypto gaps of §2.3.
+// verifyCases are the checks of RFC 6960 §3.2 and §4.2.2.2 one by one, and what golang.org/x/crypto/ocsp misses.
 var verifyCases = []verifyCase{
 	// The signer (§2.5 item 3).
 	{name: "issuer signed, byName, no certs", build: respond(testpki.ResponseOptions{}), check: isIssuerSigned},
@@ -175,7 +176,7 @@ var verifyCases = []verifyCase{
 			f.ca.Single(t, big.NewInt(0x9999), testpki.ResponseOptions{}),
 		}}
 	}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
-		if r.Status != ocspfetch.Revoked {
+		if r.Status != ocspwire.Revoked {
 			t.Errorf("status %v, want the matching single's revoked", r.Status)
 		}
 	}},
@@ -248,7 +249,7 @@ var verifyCases = []verifyCase{
 
 	// Statuses (§2.5 item 7).
 	{name: "revoked with reason", build: respond(testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1, RevokedAt: now.Add(-3 * time.Hour)}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
-		if r.Status != ocspfetch.Revoked || !r.HasReason || r.RevocationReason != 1 || !r.RevokedAt.Equal(now.Add(-3*time.Hour)) {
+		if r.Status != ocspwire.Revoked || !r.HasReason || r.RevocationReason != 1 || !r.RevokedAt.Equal(now.Add(-3*time.Hour)) {
 			t.Errorf("%v %v %d %v", r.Status, r.HasReason, r.RevocationReason, r.RevokedAt)
 		}
 	}},
@@ -258,12 +259,12 @@ var verifyCases = []verifyCase{
 		}
 	}},
 	{name: "revoked without reason", build: respond(testpki.ResponseOptions{Status: testpki.Revoked, NoReason: true}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
-		if r.Status != ocspfetch.Revoked || r.HasReason {
+		if r.Status != ocspwire.Revoked || r.HasReason {
 			t.Errorf("%v %v", r.Status, r.HasReason)
 		}
 	}},
 	{name: "unknown", build: respond(testpki.ResponseOptions{Status: testpki.Unknown}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
-		if r.Status != ocspfetch.Unknown {
+		if r.Status != ocspwire.Unknown {
 			t.Errorf("%v", r.Status)
 		}
 	}},
@@ -352,7 +353,7 @@ func TestVerifyUnsuccessfulAndMalformed(t *testing.T) {
 		name   string
 		der    []byte
 		want   error
-		status int
+		status ocspwire.ResponseStatus
 	}{
 		{"malformedRequest", testpki.ErrorResponse(testpki.MalformedRequest), ocspfetch.ErrMalformedRequest, 1},
 		{"internalError", testpki.ErrorResponse(testpki.InternalError), ocspfetch.ErrInternalError, 2},
