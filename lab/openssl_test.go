@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -113,7 +114,7 @@ func TestOpenSSLCAWritesStapleReads(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.cn, func(t *testing.T) {
 			c := certs[tt.cn]
-			req := &responder.Request{CertIDs: []responder.CertID{certIDFor(t, l.CA, c.SerialNumber, crypto.SHA1)}}
+			req := &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{certIDFor(t, l.CA, c.SerialNumber, crypto.SHA1)}}}
 			resp, err := src.Response(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)

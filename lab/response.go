@@ -12,12 +12,11 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"staple/ocspwire"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-
-	"staple/responder"
 )
 
 // CertStatus is the certStatus of a SingleResponse.
@@ -44,7 +43,7 @@ func (s CertStatus) String() string {
 // SingleResponse is one certificate's status in a response (RFC 6960 §4.2.1).
 type SingleResponse struct {
 	// CertID is echoed as the request named it (hash algorithm, issuer hashes, serial).
-	CertID responder.CertID
+	CertID ocspwire.CertID
 	Status CertStatus
 	// RevokedAt and Reason are for CertRevoked; ReasonNone leaves revocationReason out.
 	RevokedAt time.Time
@@ -142,7 +141,7 @@ func signResponse(data ResponseData, signer *x509.Certificate, key crypto.Signer
 	}
 	var out cryptobyte.Builder
 	out.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1Enum(int64(responder.Successful))
+		b.AddASN1Enum(int64(ocspwire.Successful))
 		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				b.AddASN1ObjectIdentifier(oidBasicResponse)
@@ -204,7 +203,7 @@ func marshalResponseData(data ResponseData, signer *x509.Certificate) ([]byte, e
 		if data.Nonce != nil {
 			b.AddASN1(cbasn1.Tag(1).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
 				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-					addExtension(b, responder.OIDNonce, data.Nonce)
+					addExtension(b, ocspwire.OIDNonce, data.Nonce)
 				})
 			})
 		}
@@ -260,14 +259,14 @@ func addSingleResponse(b *cryptobyte.Builder, r SingleResponse) {
 	})
 }
 
-func addCertID(b *cryptobyte.Builder, id responder.CertID) {
+func addCertID(b *cryptobyte.Builder, id ocspwire.CertID) {
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 			b.AddASN1ObjectIdentifier(id.HashAlgorithm)
 			b.AddASN1NULL()
 		})
-		b.AddASN1OctetString(id.NameHash)
-		b.AddASN1OctetString(id.KeyHash)
+		b.AddASN1OctetString(id.IssuerNameHash)
+		b.AddASN1OctetString(id.IssuerKeyHash)
 		b.AddASN1BigInt(id.Serial)
 	})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -120,7 +121,7 @@ type cacheKey struct {
 }
 
 type presigned struct {
-	id        responder.CertID
+	id        ocspwire.CertID
 	row       Entry // the row it was signed from
 	resp      *responder.Response
 	refreshAt time.Time
@@ -319,8 +320,8 @@ func (s *Source) Presign(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		id := responder.CertID{HashAlgorithm: responder.HashOID(crypto.SHA1), Hash: crypto.SHA1,
-			NameHash: h[0], KeyHash: h[1], Serial: row.Serial}
+		id := ocspwire.CertID{HashAlgorithm: ocspwire.HashOID(crypto.SHA1), Hash: crypto.SHA1,
+			IssuerNameHash: h[0], IssuerKeyHash: h[1], Serial: row.Serial}
 		if _, err := s.fill(st, id, now); err != nil {
 			return n, err
 		}
@@ -333,7 +334,7 @@ func (s *Source) Presign(ctx context.Context) (int, error) {
 func (s *Source) Response(_ context.Context, req *responder.Request) (*responder.Response, error) {
 	for _, id := range req.CertIDs {
 		if !s.ours(id) {
-			return nil, fmt.Errorf("%w: serial %s of another issuer", responder.ErrUnauthorized, id.SerialKey())
+			return nil, fmt.Errorf("%w: serial %s of another issuer", responder.ErrUnauthorized, responder.SerialKey(id.Serial))
 		}
 	}
 	st := s.current()
@@ -344,17 +345,17 @@ func (s *Source) Response(_ context.Context, req *responder.Request) (*responder
 	return s.signFresh(st, req, now)
 }
 
-func (s *Source) ours(id responder.CertID) bool {
+func (s *Source) ours(id ocspwire.CertID) bool {
 	h, ok := s.hashes[id.Hash]
-	return ok && bytes.Equal(id.NameHash, h[0]) && bytes.Equal(id.KeyHash, h[1])
+	return ok && bytes.Equal(id.IssuerNameHash, h[0]) && bytes.Equal(id.IssuerKeyHash, h[1])
 }
 
-func (s *Source) presignedResponse(st *indexState, id responder.CertID, now time.Time) (*responder.Response, error) {
-	key := cacheKey{id.Hash, id.SerialKey()}
+func (s *Source) presignedResponse(st *indexState, id ocspwire.CertID, now time.Time) (*responder.Response, error) {
+	key := cacheKey{id.Hash, responder.SerialKey(id.Serial)}
 	row, known := st.rows[key.serial]
 	if !known {
 		// Not cached: a client asking for random serials must not grow memory.
-		return s.signFresh(st, &responder.Request{CertIDs: []responder.CertID{id}}, now)
+		return s.signFresh(st, &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{id}}}, now)
 	}
 	s.mu.RLock()
 	p := s.cache[key]
@@ -370,8 +371,8 @@ func (p *presigned) fresh(row Entry, now time.Time) bool {
 }
 
 // fill signs the response for id from st into the cache, unless another goroutine just did.
-func (s *Source) fill(st *indexState, id responder.CertID, now time.Time) (*responder.Response, error) {
-	key := cacheKey{id.Hash, id.SerialKey()}
+func (s *Source) fill(st *indexState, id ocspwire.CertID, now time.Time) (*responder.Response, error) {
+	key := cacheKey{id.Hash, responder.SerialKey(id.Serial)}
 	row := st.rows[key.serial]
 	s.fillMu.Lock()
 	defer s.fillMu.Unlock()
@@ -398,7 +399,7 @@ func (s *Source) fill(st *indexState, id responder.CertID, now time.Time) (*resp
 }
 
 // singleFor answers id from row: V good, R revoked, E and absent rows unknown.
-func singleFor(id responder.CertID, row Entry, known bool, thisUpdate, nextUpdate time.Time) SingleResponse {
+func singleFor(id ocspwire.CertID, row Entry, known bool, thisUpdate, nextUpdate time.Time) SingleResponse {
 	sr := SingleResponse{CertID: id, Status: CertUnknown, Reason: ReasonNone, ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
 	if !known {
 		return sr
@@ -446,7 +447,7 @@ func (s *Source) signFresh(st *indexState, req *responder.Request, now time.Time
 	}
 	data := ResponseData{ProducedAt: produced, Nonce: nonce, ByKey: s.cfg.ByKey}
 	for _, id := range req.CertIDs {
-		row, known := st.rows[id.SerialKey()]
+		row, known := st.rows[responder.SerialKey(id.Serial)]
 		if req.Fault.Kind == responder.FaultWrongSerial {
 			id.Serial = new(big.Int).Add(id.Serial, big.NewInt(1))
 		}

@@ -17,6 +17,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
 
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -34,14 +35,14 @@ func (c *clock) Add(d time.Duration) {
 }
 
 // certIDFor is the CertID a client would send for serial under issuer.
-func certIDFor(t testing.TB, issuer *x509.Certificate, serial *big.Int, h crypto.Hash) responder.CertID {
+func certIDFor(t testing.TB, issuer *x509.Certificate, serial *big.Int, h crypto.Hash) ocspwire.CertID {
 	t.Helper()
 	spk, err := subjectPublicKey(issuer.RawSubjectPublicKeyInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return responder.CertID{HashAlgorithm: responder.HashOID(h), Hash: h, NameHash: digest(h, issuer.RawSubject),
-		KeyHash: digest(h, spk), Serial: serial}
+	return ocspwire.CertID{HashAlgorithm: ocspwire.HashOID(h), Hash: h, IssuerNameHash: digest(h, issuer.RawSubject),
+		IssuerKeyHash: digest(h, spk), Serial: serial}
 }
 
 type sourceFixture struct {
@@ -89,7 +90,7 @@ func (f *sourceFixture) ask(t *testing.T, req *responder.Request) *responder.Res
 }
 
 func (f *sourceFixture) one(t *testing.T, serial *big.Int) *responder.Request {
-	return &responder.Request{CertIDs: []responder.CertID{certIDFor(t, f.lab.CA, serial, crypto.SHA1)}}
+	return &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{certIDFor(t, f.lab.CA, serial, crypto.SHA1)}}}
 }
 
 func TestSourceStatuses(t *testing.T) {
@@ -111,7 +112,7 @@ func TestSourceStatuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := &responder.Request{CertIDs: []responder.CertID{certIDFor(t, f.lab.CA, tt.serial, tt.hash)}}
+			req := &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{certIDFor(t, f.lab.CA, tt.serial, tt.hash)}}}
 			resp := f.ask(t, req)
 			r, err := ocsp.ParseResponse(resp.Raw, f.lab.CA)
 			if err != nil {
@@ -154,18 +155,18 @@ func TestSourceUnauthorized(t *testing.T) {
 	other := newTestLab(t, KeyECDSA)
 	tests := []struct {
 		name string
-		ids  []responder.CertID
+		ids  []ocspwire.CertID
 	}{
-		{"another issuer", []responder.CertID{certIDFor(t, other.CA, big.NewInt(0x1001), crypto.SHA1)}},
-		{"our root", []responder.CertID{certIDFor(t, f.lab.Root, big.NewInt(0x1001), crypto.SHA1)}},
-		{"ours and another", []responder.CertID{certIDFor(t, f.lab.CA, big.NewInt(0x1001), crypto.SHA1),
+		{"another issuer", []ocspwire.CertID{certIDFor(t, other.CA, big.NewInt(0x1001), crypto.SHA1)}},
+		{"our root", []ocspwire.CertID{certIDFor(t, f.lab.Root, big.NewInt(0x1001), crypto.SHA1)}},
+		{"ours and another", []ocspwire.CertID{certIDFor(t, f.lab.CA, big.NewInt(0x1001), crypto.SHA1),
 			certIDFor(t, other.CA, big.NewInt(0x1001), crypto.SHA1)}},
-		{"unknown hash", []responder.CertID{{HashAlgorithm: asn1.ObjectIdentifier{1, 2, 3}, NameHash: []byte{1},
-			KeyHash: []byte{2}, Serial: big.NewInt(0x1001)}}},
+		{"unknown hash", []ocspwire.CertID{{HashAlgorithm: asn1.ObjectIdentifier{1, 2, 3}, IssuerNameHash: []byte{1},
+			IssuerKeyHash: []byte{2}, Serial: big.NewInt(0x1001)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := f.src.Response(context.Background(), &responder.Request{CertIDs: tt.ids})
+			_, err := f.src.Response(context.Background(), &responder.Request{Request: ocspwire.Request{CertIDs: tt.ids}})
 			if !errors.Is(err, responder.ErrUnauthorized) {
 				t.Fatalf("err = %v, want ErrUnauthorized", err)
 			}
@@ -192,8 +193,8 @@ func TestSourcePresignsAndRefreshes(t *testing.T) {
 	}
 	// A SHA-256 request has its own pre-signed response.
 	id256 := certIDFor(t, f.lab.CA, good, crypto.SHA256)
-	r1 := f.ask(t, &responder.Request{CertIDs: []responder.CertID{id256}})
-	if r2 := f.ask(t, &responder.Request{CertIDs: []responder.CertID{id256}}); r1 != r2 || bytes.Equal(r1.Raw, later.Raw) {
+	r1 := f.ask(t, &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{id256}}})
+	if r2 := f.ask(t, &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{id256}}}); r1 != r2 || bytes.Equal(r1.Raw, later.Raw) {
 		t.Error("SHA-256 responses are not cached apart from SHA-1 ones")
 	}
 }
@@ -257,9 +258,9 @@ func TestSourceFreshAnswers(t *testing.T) {
 	f := newSourceFixture(t)
 	good, revoked := f.leaves[0].Cert.SerialNumber, f.leaves[1].Cert.SerialNumber
 	nonce := []byte{0x04, 0x03, 1, 2, 3}
-	req := &responder.Request{Nonce: nonce, CertIDs: []responder.CertID{
+	req := &responder.Request{Request: ocspwire.Request{Nonce: nonce, CertIDs: []ocspwire.CertID{
 		certIDFor(t, f.lab.CA, good, crypto.SHA1), certIDFor(t, f.lab.CA, revoked, crypto.SHA256),
-		certIDFor(t, f.lab.CA, big.NewInt(0x7777), crypto.SHA1)}}
+		certIDFor(t, f.lab.CA, big.NewInt(0x7777), crypto.SHA1)}}}
 	resp := f.ask(t, req)
 	gotNonce, singles := inspectResponse(t, resp.Raw)
 	if !bytes.Equal(gotNonce, nonce) || singles != 3 {
@@ -463,7 +464,7 @@ func inspectResponse(t *testing.T, der []byte) ([]byte, int) {
 		if !seq.ReadASN1(&ext, cbasn1.SEQUENCE) || !ext.ReadASN1ObjectIdentifier(&id) || !ext.ReadASN1(&value, cbasn1.OCTET_STRING) {
 			t.Fatal("bad extension")
 		}
-		if id.Equal(responder.OIDNonce) {
+		if id.Equal(ocspwire.OIDNonce) {
 			return value, n
 		}
 	}

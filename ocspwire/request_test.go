@@ -12,6 +12,7 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,6 +22,63 @@ import (
 
 	"staple/ocspwire"
 )
+
+func TestParseRequestFixtures(t *testing.T) {
+	tests := []struct {
+		file     string
+		certs    int
+		hash     crypto.Hash
+		nonceLen int // of the extnValue; 0 = no nonce
+		signed   bool
+	}{
+		{"openssl-sha1.der", 1, crypto.SHA1, 0, false},
+		{"openssl-sha1-nonce.der", 1, crypto.SHA1, 18, false},
+		{"openssl-sha256.der", 1, crypto.SHA256, 0, false},
+		{"openssl-3certs-nonce.der", 3, crypto.SHA1, 18, false},
+		{"openssl-signed.der", 1, crypto.SHA1, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			der := mustRead(t, filepath.Join("testdata/requests", tt.file))
+			req, err := ocspwire.ParseRequest(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(req.CertIDs) != tt.certs || len(req.Nonce) != tt.nonceLen || req.HasNonce() != (tt.nonceLen > 0) || req.Signed != tt.signed {
+				t.Fatalf("%d certs, nonce %x, signed %v", len(req.CertIDs), req.Nonce, req.Signed)
+			}
+			if tt.nonceLen > 0 && (req.Nonce[0] != 0x04 || int(req.Nonce[1]) != tt.nonceLen-2) {
+				t.Errorf("nonce is not an OCTET STRING: %x", req.Nonce)
+			}
+			if inner, ok := ocspwire.UnwrapNonce(req.Nonce); tt.nonceLen > 0 && (!ok || len(inner) != tt.nonceLen-2) {
+				t.Errorf("UnwrapNonce(%x) = %x, %v", req.Nonce, inner, ok)
+			}
+			for _, id := range req.CertIDs {
+				if id.Hash != tt.hash || len(id.IssuerNameHash) != tt.hash.Size() || len(id.IssuerKeyHash) != tt.hash.Size() {
+					t.Errorf("CertID %+v", id)
+				}
+			}
+			// x/crypto agrees on the first certificate (it keeps nothing else, and cannot read a signed request's
+			// requestorName at all).
+			if tt.signed {
+				return
+			}
+			x, err := ocsp.ParseRequest(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := req.CertIDs[0]
+			if x.SerialNumber.Cmp(first.Serial) != 0 || !bytes.Equal(x.IssuerNameHash, first.IssuerNameHash) ||
+				!bytes.Equal(x.IssuerKeyHash, first.IssuerKeyHash) || x.HashAlgorithm != first.Hash {
+				t.Errorf("x/crypto reads %+v, we read %+v", x, first)
+			}
+		})
+	}
+	req, _ := ocspwire.ParseRequest(mustRead(t, "testdata/requests/openssl-3certs-nonce.der"))
+	if req.CertIDs[2].Serial.Cmp(big.NewInt(0x9999)) != 0 {
+		t.Errorf("third serial %X", req.CertIDs[2].Serial)
+	}
+}
 
 func mustRead(t testing.TB, path string) []byte {
 	t.Helper()

@@ -11,6 +11,7 @@ import (
 
 	"staple/cache"
 	"staple/certs"
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -73,11 +74,11 @@ func hashOf(h crypto.Hash, b []byte) string {
 }
 
 // lookup returns the key the CertID names.
-func (ix *certIDIndex) lookup(id responder.CertID) (certs.Key, bool) {
+func (ix *certIDIndex) lookup(id ocspwire.CertID) (certs.Key, bool) {
 	if id.Hash != ix.hash {
 		return certs.Key{}, false
 	}
-	k, ok := ix.keys[certIDKey{nameHash: string(id.NameHash), keyHash: string(id.KeyHash), serial: id.SerialKey()}]
+	k, ok := ix.keys[certIDKey{nameHash: string(id.IssuerNameHash), keyHash: string(id.IssuerKeyHash), serial: responder.SerialKey(id.Serial)}]
 	return k, ok
 }
 
