@@ -11,6 +11,7 @@ import (
 	"staple/certs"
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 func openStore(t *testing.T, path string, readOnly bool) *cache.Store {
@@ -48,7 +49,7 @@ func TestOfflineBackend(t *testing.T) {
 	if e.Status != "good" || !e.MustStaple || len(e.Names) != 1 || e.Names[0] != "a.test" || !e.Watched {
 		t.Errorf("imported entry %+v", e)
 	}
-	if _, err := rw.Import(ctx, ImportRequest{DER: ca.Respond(t, revoked.Cert, testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1}), Chain: revoked.ChainPEM()}); err != nil {
+	if _, err := rw.Import(ctx, ImportRequest{DER: ca.Respond(t, revoked.Cert, testpki.ResponseOptions{Status: ocspwire.Revoked, Reason: 1}), Chain: revoked.ChainPEM()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rw.Refresh(ctx, nil); !errors.Is(err, ErrReadOnly) {

@@ -17,7 +17,7 @@ var exampleT testing.TB = &testing.T{}
 func ExampleVerify() {
 	ca := testpki.NewRoot(exampleT, "Example CA", testpki.ECDSAP256)
 	leaf := ca.Issue(exampleT, testpki.LeafOptions{})
-	der := ca.Respond(exampleT, leaf.Cert, testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1})
+	der := ca.Respond(exampleT, leaf.Cert, testpki.ResponseOptions{Status: ocspwire.Revoked, Reason: 1})
 
 	r, err := ocspfetch.Verify(der, leaf.Cert, ca.Cert, testpki.Epoch(), ocspfetch.VerifyOptions{})
 	if err != nil {

@@ -35,13 +35,13 @@ func FuzzVerify(f *testing.F) {
 		{},
 		{Signer: signer},
 		{Signer: signer, ResponderIDByKey: true, Nonce: []byte("nonce")},
-		{Status: testpki.Revoked, Reason: 4, After: []testpki.SingleResponse{ca.Single(f, leaf.Cert.SerialNumber, testpki.ResponseOptions{Hash: crypto.SHA256})}},
-		{Status: testpki.Unknown, NoNextUpdate: true, Algorithm: x509.SHA256WithRSAPSS},
+		{Status: ocspwire.Revoked, Reason: 4, After: []ocspwire.SingleResponse{ca.Single(f, leaf.Cert.SerialNumber, testpki.ResponseOptions{Hash: crypto.SHA256})}},
+		{Status: ocspwire.Unknown, NoNextUpdate: true, Algorithm: x509.SHA256WithRSAPSS},
 	} {
 		f.Add(ca.Respond(f, leaf.Cert, o), mine)
 	}
-	for _, s := range []int{1, 2, 3, 5, 6} {
-		f.Add(testpki.ErrorResponse(s), mine)
+	for _, s := range []ocspwire.ResponseStatus{1, 2, 3, 5, 6} {
+		f.Add(ocspwire.ErrorResponse(s), mine)
 	}
 	f.Fuzz(func(t *testing.T, der []byte, which uint8) {
 		p := pairs[int(which)%len(pairs)]

@@ -154,10 +154,10 @@ func (f *fakeResponder) Fetch(ctx context.Context, leaf, issuer *x509.Certificat
 	st := ocspwire.Good
 	switch {
 	case isRevoked:
-		o.Status, o.RevokedAt, o.Reason = testpki.Revoked, revokedAt, 1
+		o.Status, o.RevokedAt, o.Reason = ocspwire.Revoked, revokedAt, 1
 		st = ocspwire.Revoked
 	case unknown:
-		o.Status, st = testpki.Unknown, ocspwire.Unknown
+		o.Status, st = ocspwire.Unknown, ocspwire.Unknown
 	}
 	raw := f.ca.Respond(f.t, leaf, o)
 	f.record(request{at: now, serial: serial, thisUpdate: this, nextUpdate: this.Add(f.validity)},
