@@ -297,7 +297,7 @@ func TestResponderCommandOpenSSLCA(t *testing.T) {
 	mustTool(t, c.dir, "openssl", "ca", "-config", "ca.cnf", "-revoke", "leaf.pem", "-crl_reason", "superseded")
 	wantAll(t, query(delegated.url), "Response verify OK", c.leaf+": revoked", "Reason: superseded")
 	r, err := client.FetchURL(ctx, issuerSigned.url, c.leafCert, c.caCert)
-	if err != nil || r.Status != ocspwire.Revoked || !r.HasReason || r.RevocationReason != int(lab.ReasonSuperseded) {
+	if err != nil || r.Status != ocspwire.Revoked || !r.HasReason || r.RevocationReason != int(ocspwire.ReasonSuperseded) {
 		t.Errorf("fetcher after openssl ca -revoke: %+v, %v", r, err)
 	}
 }

@@ -34,15 +34,19 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// certIDFor is the CertID a client would send for serial under issuer.
+// certIDFor is the CertID a client would send for serial under issuer, as x/crypto/ocsp computes it.
 func certIDFor(t testing.TB, issuer *x509.Certificate, serial *big.Int, h crypto.Hash) ocspwire.CertID {
 	t.Helper()
-	spk, err := subjectPublicKey(issuer.RawSubjectPublicKeyInfo)
+	der, err := ocsp.CreateRequest(&x509.Certificate{SerialNumber: serial}, issuer, &ocsp.RequestOptions{Hash: h})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ocspwire.CertID{HashAlgorithm: ocspwire.HashOID(h), Hash: h, IssuerNameHash: digest(h, issuer.RawSubject),
-		IssuerKeyHash: digest(h, spk), Serial: serial}
+	x, err := ocsp.ParseRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ocspwire.CertID{HashAlgorithm: ocspwire.HashOID(h), Hash: h, IssuerNameHash: x.IssuerNameHash,
+		IssuerKeyHash: x.IssuerKeyHash, Serial: serial}
 }
 
 type sourceFixture struct {
@@ -63,12 +67,12 @@ func newSourceFixture(t *testing.T) *sourceFixture {
 		}
 		f.leaves = append(f.leaves, is)
 	}
-	if _, err := f.lab.Revoke(f.leaves[1].Cert.SerialNumber, RevokeOptions{Reason: ReasonKeyCompromise,
+	if _, err := f.lab.Revoke(f.leaves[1].Cert.SerialNumber, RevokeOptions{Reason: ocspwire.ReasonKeyCompromise,
 		Time: labNow.Add(-time.Hour), InvalidityDate: labNow.Add(-48 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.lab.Revoke(f.leaves[2].Cert.SerialNumber, RevokeOptions{Reason: ReasonCertificateHold,
-		HoldInstruction: HoldInstructionReject}); err != nil {
+	if _, err := f.lab.Revoke(f.leaves[2].Cert.SerialNumber, RevokeOptions{Reason: ocspwire.ReasonCertificateHold,
+		HoldInstruction: ocspwire.HoldInstructionReject}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := f.lab.SourceConfig()
@@ -106,8 +110,8 @@ func TestSourceStatuses(t *testing.T) {
 		{"good", f.leaves[0].Cert.SerialNumber, crypto.SHA1, ocsp.Good, 0, nil},
 		{"good by SHA-256", f.leaves[0].Cert.SerialNumber, crypto.SHA256, ocsp.Good, 0, nil},
 		{"the signer itself", f.lab.Signer.SerialNumber, crypto.SHA1, ocsp.Good, 0, nil},
-		{"revoked with invalidity date", f.leaves[1].Cert.SerialNumber, crypto.SHA1, ocsp.Revoked, ocsp.KeyCompromise, []asn1.ObjectIdentifier{oidInvalidityDate}},
-		{"on hold", f.leaves[2].Cert.SerialNumber, crypto.SHA384, ocsp.Revoked, ocsp.CertificateHold, []asn1.ObjectIdentifier{oidHoldInstruction}},
+		{"revoked with invalidity date", f.leaves[1].Cert.SerialNumber, crypto.SHA1, ocsp.Revoked, ocsp.KeyCompromise, []asn1.ObjectIdentifier{ocspwire.OIDInvalidityDate}},
+		{"on hold", f.leaves[2].Cert.SerialNumber, crypto.SHA384, ocsp.Revoked, ocsp.CertificateHold, []asn1.ObjectIdentifier{ocspwire.OIDHoldInstructionCode}},
 		{"not in the index", big.NewInt(0x9999), crypto.SHA1, ocsp.Unknown, 0, nil},
 	}
 	for _, tt := range tests {
@@ -210,7 +214,7 @@ func TestSourceRevocationIsImmediate(t *testing.T) {
 	if r, _ := ocsp.ParseResponse(f.ask(t, f.one(t, good)).Raw, f.lab.CA); r.Status != ocsp.Good {
 		t.Fatalf("before: %d", r.Status)
 	}
-	if _, err := f.lab.Revoke(good, RevokeOptions{Reason: ReasonSuperseded}); err != nil {
+	if _, err := f.lab.Revoke(good, RevokeOptions{Reason: ocspwire.ReasonSuperseded}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := ocsp.ParseResponse(f.ask(t, f.one(t, good)).Raw, f.lab.CA)

@@ -87,7 +87,7 @@ func TestFetcherAgainstResponder(t *testing.T) {
 	if r, err := client.Fetch(ctx, revoked, lr.lab.CA); err != nil || r.Status != ocspwire.Good {
 		t.Fatalf("before revoking: %v, %v", r, err)
 	}
-	if _, err := lr.lab.Revoke(revoked.SerialNumber, lab.RevokeOptions{Reason: lab.ReasonKeyCompromise}); err != nil {
+	if _, err := lr.lab.Revoke(revoked.SerialNumber, lab.RevokeOptions{Reason: ocspwire.ReasonKeyCompromise}); err != nil {
 		t.Fatal(err)
 	}
 	r, err = client.Fetch(ctx, revoked, lr.lab.CA)
