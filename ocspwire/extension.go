@@ -140,6 +140,5 @@ var (
 	tag2C = cbasn1.Tag(2).Constructed().ContextSpecific()
 	tag3C = cbasn1.Tag(3).Constructed().ContextSpecific()
 	tag0P = cbasn1.Tag(0).ContextSpecific()
-	tag1P = cbasn1.Tag(1).ContextSpecific()
 	tag2P = cbasn1.Tag(2).ContextSpecific()
 )

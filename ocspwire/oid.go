@@ -29,36 +29,23 @@ var (
 // oidTLSFeature is id-pe-tlsfeature (RFC 7633), the certificate extension that promises a stapled response.
 var oidTLSFeature = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
 
-// CertID hash algorithms (RFC 6960 uses SHA-1; RFC 9919 adds SHA-256).
-var (
-	oidSHA1   = asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}
-	oidSHA256 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}
-	oidSHA384 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}
-	oidSHA512 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}
-)
-
-// Signature algorithms (RFC 3279, 4055, 5758, 8410).
-var (
-	oidSHA1WithRSA     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 5}
-	oidSHA256WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
-	oidSHA384WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}
-	oidSHA512WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 13}
-	oidRSAPSS          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 10}
-	oidMGF1            = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 8}
-	oidECDSAWithSHA1   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 1}
-	oidECDSAWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
-	oidECDSAWithSHA384 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
-	oidECDSAWithSHA512 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
-	oidEd25519         = asn1.ObjectIdentifier{1, 3, 101, 112}
-)
-
-// hashes are the hash algorithms a CertID, or an RSA-PSS parameter, may name.
+// hashes are the hash algorithms a CertID, or RSA-PSS parameters, may name (RFC 6960 uses SHA-1; RFC 9919
+// adds SHA-256).
 var hashes = []struct {
 	hash crypto.Hash
 	oid  asn1.ObjectIdentifier
 }{
-	{crypto.SHA1, oidSHA1}, {crypto.SHA256, oidSHA256}, {crypto.SHA384, oidSHA384}, {crypto.SHA512, oidSHA512},
+	{crypto.SHA1, asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}},
+	{crypto.SHA256, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}},
+	{crypto.SHA384, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}},
+	{crypto.SHA512, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}},
 }
+
+// RSASSA-PSS (RFC 4055): the signature algorithm, whose parameters name the hash, and its mask generation.
+var (
+	oidRSAPSS = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 10}
+	oidMGF1   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 8}
+)
 
 // HashOID returns the AlgorithmIdentifier OID of h, or nil when h is not one a CertID uses.
 func HashOID(h crypto.Hash) asn1.ObjectIdentifier {

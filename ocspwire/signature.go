@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -14,45 +13,6 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
-
-// Scheme is a signature algorithm as an AlgorithmIdentifier names it. The zero value names nothing.
-type Scheme struct {
-	// Key is the kind of key that signs: x509.RSA, x509.ECDSA or x509.Ed25519.
-	Key x509.PublicKeyAlgorithm
-	// Hash is the digest; zero for Ed25519, which signs the message whole.
-	Hash crypto.Hash
-	// PSS selects RSASSA-PSS over PKCS #1 v1.5, with MGF1 over Hash and SaltLength octets of salt.
-	PSS        bool
-	SaltLength int
-}
-
-// String returns a short name such as "ECDSA-SHA-256", "RSA-PSS-SHA-256" or "Ed25519".
-func (s Scheme) String() string {
-	name := s.Key.String()
-	if s.PSS {
-		name = "RSA-PSS"
-	}
-	if s.Hash != 0 {
-		name += "-" + s.Hash.String()
-	}
-	return name
-}
-
-// signatureOIDs are the AlgorithmIdentifiers of every scheme but RSA-PSS, whose OID says nothing of the hash.
-var signatureOIDs = []struct {
-	oid    asn1.ObjectIdentifier
-	scheme Scheme
-}{
-	{oidSHA256WithRSA, Scheme{Key: x509.RSA, Hash: crypto.SHA256}},
-	{oidSHA384WithRSA, Scheme{Key: x509.RSA, Hash: crypto.SHA384}},
-	{oidSHA512WithRSA, Scheme{Key: x509.RSA, Hash: crypto.SHA512}},
-	{oidSHA1WithRSA, Scheme{Key: x509.RSA, Hash: crypto.SHA1}},
-	{oidECDSAWithSHA256, Scheme{Key: x509.ECDSA, Hash: crypto.SHA256}},
-	{oidECDSAWithSHA384, Scheme{Key: x509.ECDSA, Hash: crypto.SHA384}},
-	{oidECDSAWithSHA512, Scheme{Key: x509.ECDSA, Hash: crypto.SHA512}},
-	{oidECDSAWithSHA1, Scheme{Key: x509.ECDSA, Hash: crypto.SHA1}},
-	{oidEd25519, Scheme{Key: x509.Ed25519}},
-}
 
 // ParseSignatureAlgorithm reads a DER AlgorithmIdentifier of a signature. Unlike crypto/x509 it accepts any
 // RSA-PSS salt length (OpenSSL signs with the longest salt by default) and SHA-1 (still used by Microsoft's
@@ -68,10 +28,10 @@ func ParseSignatureAlgorithm(der []byte) (Scheme, error) {
 	if oid.Equal(oidRSAPSS) {
 		return parsePSSParams(ai)
 	}
-	for _, s := range signatureOIDs {
+	for _, a := range signatureAlgorithms {
 		// RSA takes NULL parameters or none; ECDSA and Ed25519 none.
-		if oid.Equal(s.oid) && (ai.Empty() || s.scheme.Key == x509.RSA && readNull(&ai)) {
-			return s.scheme, nil
+		if oid.Equal(a.oid) && (ai.Empty() || a.scheme.Key == x509.RSA && readNull(&ai)) {
+			return a.scheme, nil
 		}
 	}
 	return Scheme{}, fmt.Errorf("%w: %v", ErrUnsupportedSignature, oid)
@@ -150,9 +110,9 @@ func (s Scheme) add(b *cryptobyte.Builder) {
 			})
 			return
 		}
-		for _, x := range signatureOIDs {
-			if x.scheme == s {
-				b.AddASN1ObjectIdentifier(x.oid)
+		for _, a := range signatureAlgorithms {
+			if a.scheme == s {
+				b.AddASN1ObjectIdentifier(a.oid)
 				if s.Key == x509.RSA {
 					b.AddASN1NULL()
 				}
@@ -161,60 +121,6 @@ func (s Scheme) add(b *cryptobyte.Builder) {
 		}
 		b.SetError(fmt.Errorf("%w: %v", ErrUnsupportedSignature, s))
 	})
-}
-
-// signingSchemes are the schemes SchemeFor picks from, by the x509 name of the algorithm.
-var signingSchemes = map[x509.SignatureAlgorithm]Scheme{
-	x509.SHA1WithRSA:      {Key: x509.RSA, Hash: crypto.SHA1},
-	x509.SHA256WithRSA:    {Key: x509.RSA, Hash: crypto.SHA256},
-	x509.SHA384WithRSA:    {Key: x509.RSA, Hash: crypto.SHA384},
-	x509.SHA512WithRSA:    {Key: x509.RSA, Hash: crypto.SHA512},
-	x509.SHA256WithRSAPSS: {Key: x509.RSA, Hash: crypto.SHA256, PSS: true},
-	x509.SHA384WithRSAPSS: {Key: x509.RSA, Hash: crypto.SHA384, PSS: true},
-	x509.SHA512WithRSAPSS: {Key: x509.RSA, Hash: crypto.SHA512, PSS: true},
-	x509.ECDSAWithSHA256:  {Key: x509.ECDSA, Hash: crypto.SHA256},
-	x509.ECDSAWithSHA384:  {Key: x509.ECDSA, Hash: crypto.SHA384},
-	x509.ECDSAWithSHA512:  {Key: x509.ECDSA, Hash: crypto.SHA512},
-	x509.PureEd25519:      {Key: x509.Ed25519},
-}
-
-// SchemeFor returns the scheme a key of pub signs with under alg. Zero alg means the key's default: ECDSA
-// with SHA-256, SHA-384 or SHA-512 after the curve (P-256, P-384, P-521), sha256WithRSAEncryption, or
-// Ed25519. For the RSA-PSS algorithms saltLen is the salt length, zero meaning the hash length. A key and
-// algorithm that do not go together are an error wrapping ErrUnsupportedSignature.
-func SchemeFor(pub crypto.PublicKey, alg x509.SignatureAlgorithm, saltLen int) (Scheme, error) {
-	var key x509.PublicKeyAlgorithm
-	def := x509.UnknownSignatureAlgorithm
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		key, def = x509.RSA, x509.SHA256WithRSA
-	case *ecdsa.PublicKey:
-		key = x509.ECDSA
-		switch k.Curve {
-		case elliptic.P256():
-			def = x509.ECDSAWithSHA256
-		case elliptic.P384():
-			def = x509.ECDSAWithSHA384
-		case elliptic.P521():
-			def = x509.ECDSAWithSHA512
-		}
-	case ed25519.PublicKey:
-		key, def = x509.Ed25519, x509.PureEd25519
-	}
-	if alg == x509.UnknownSignatureAlgorithm {
-		alg = def
-	}
-	s, ok := signingSchemes[alg]
-	if !ok || s.Key != key {
-		return Scheme{}, fmt.Errorf("%w: %v with a %T", ErrUnsupportedSignature, alg, pub)
-	}
-	if s.PSS {
-		s.SaltLength = saltLen
-		if saltLen == 0 {
-			s.SaltLength = s.Hash.Size()
-		}
-	}
-	return s, nil
 }
 
 // sign signs msg with key under s.
@@ -242,29 +148,21 @@ func (s Scheme) digest(msg []byte) []byte {
 // is an error wrapping ErrUnsupportedSignature; a signature that does not verify one wrapping
 // ErrBadSignature.
 func (s Scheme) Verify(pub crypto.PublicKey, msg, sig []byte) error {
+	if keyAlgorithm(pub) != s.Key || s.Key == x509.UnknownPublicKeyAlgorithm {
+		return fmt.Errorf("%w: %v signature from a %T key", ErrUnsupportedSignature, s, pub)
+	}
 	var ok bool
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		if s.Key != x509.RSA {
-			return fmt.Errorf("%w: %v signature from an RSA key", ErrUnsupportedSignature, s)
-		}
 		if s.PSS {
 			ok = rsa.VerifyPSS(k, s.Hash, s.digest(msg), sig, &rsa.PSSOptions{SaltLength: s.SaltLength, Hash: s.Hash}) == nil
 		} else {
 			ok = rsa.VerifyPKCS1v15(k, s.Hash, s.digest(msg), sig) == nil
 		}
 	case *ecdsa.PublicKey:
-		if s.Key != x509.ECDSA {
-			return fmt.Errorf("%w: %v signature from an ECDSA key", ErrUnsupportedSignature, s)
-		}
 		ok = ecdsa.VerifyASN1(k, s.digest(msg), sig)
 	case ed25519.PublicKey:
-		if s.Key != x509.Ed25519 {
-			return fmt.Errorf("%w: %v signature from an Ed25519 key", ErrUnsupportedSignature, s)
-		}
 		ok = ed25519.Verify(k, msg, sig)
-	default:
-		return fmt.Errorf("%w: public key %T", ErrUnsupportedSignature, pub)
 	}
 	if !ok {
 		return fmt.Errorf("%w (%v)", ErrBadSignature, s)

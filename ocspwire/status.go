@@ -16,15 +16,12 @@ const (
 	Unknown Status = 2
 )
 
+var statusNames = [...]string{Good: "good", Revoked: "revoked", Unknown: "unknown"}
+
 // String returns "good", "revoked" or "unknown", and "invalid" for any other value.
 func (s Status) String() string {
-	switch s {
-	case Good:
-		return "good"
-	case Revoked:
-		return "revoked"
-	case Unknown:
-		return "unknown"
+	if s >= 0 && int(s) < len(statusNames) {
+		return statusNames[s]
 	}
 	return "invalid"
 }
@@ -43,22 +40,15 @@ const (
 	Unauthorized     ResponseStatus = 6
 )
 
+// responseStatusNames are the names OpenSSL prints (OCSP_response_status_str).
+var responseStatusNames = [...]string{Successful: "successful", MalformedRequest: "malformedrequest",
+	InternalError: "internalerror", TryLater: "trylater", SigRequired: "sigrequired", Unauthorized: "unauthorized"}
+
 // String returns the name OpenSSL prints for s ("successful", "malformedrequest", "internalerror",
 // "trylater", "sigrequired", "unauthorized"), and "unknown" for a value RFC 6960 does not define.
 func (s ResponseStatus) String() string {
-	switch s {
-	case Successful:
-		return "successful"
-	case MalformedRequest:
-		return "malformedrequest"
-	case InternalError:
-		return "internalerror"
-	case TryLater:
-		return "trylater"
-	case SigRequired:
-		return "sigrequired"
-	case Unauthorized:
-		return "unauthorized"
+	if s >= 0 && int(s) < len(responseStatusNames) && responseStatusNames[s] != "" {
+		return responseStatusNames[s]
 	}
 	return "unknown"
 }

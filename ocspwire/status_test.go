@@ -5,9 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-
 	"staple/ocspwire"
 )
 
@@ -30,19 +27,9 @@ func TestStatusNames(t *testing.T) {
 // TestParseResponseUnsuccessfulAndMalformed: unsigned error responses come back as *StatusError, what is
 // not an OCSP response as ErrMalformed, another responseType as ErrUnsupportedType.
 func TestParseResponseUnsuccessfulAndMalformed(t *testing.T) {
-	otherType := func() []byte {
-		var b cryptobyte.Builder
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1Enum(0)
-			b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-					b.AddASN1ObjectIdentifier([]int{1, 3, 6, 1, 5, 5, 7, 48, 1, 99})
-					b.AddASN1OctetString([]byte{0x30, 0x00})
-				})
-			})
-		})
-		return b.BytesOrPanic()
-	}
+	// SEQUENCE { successful, [0] { SEQUENCE { 1.3.6.1.5.5.7.48.1.99, OCTET STRING { SEQUENCE {} } } } }
+	otherType := []byte{0x30, 0x16, 0x0a, 0x01, 0x00, 0xa0, 0x11, 0x30, 0x0f, 0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05,
+		0x07, 0x30, 0x01, 0x63, 0x04, 0x02, 0x30, 0x00}
 	tests := []struct {
 		name   string
 		der    []byte
@@ -58,7 +45,7 @@ func TestParseResponseUnsuccessfulAndMalformed(t *testing.T) {
 		{"garbage", []byte("<html>It works!</html>"), ocspwire.ErrMalformed, 0},
 		{"trailing data", append(ocspwire.ErrorResponse(ocspwire.TryLater), 0), ocspwire.ErrMalformed, 0},
 		{"successful without responseBytes", ocspwire.ErrorResponse(ocspwire.Successful), ocspwire.ErrMalformed, 0},
-		{"other response type", otherType(), ocspwire.ErrUnsupportedType, 0},
+		{"other response type", otherType, ocspwire.ErrUnsupportedType, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Text decodes a DER OCSPResponse into the text `openssl ocsp -resp_text` prints, for people reading the
@@ -100,25 +103,19 @@ func critical(c bool) string {
 // opensslTime formats t as OpenSSL prints ASN.1 times: "Nov 23 18:37:12 2026 GMT".
 func opensslTime(t time.Time) string { return t.UTC().Format("Jan _2 15:04:05 2006 GMT") }
 
-// sigAlgName returns OpenSSL's name of the signature algorithm of a DER AlgorithmIdentifier.
+// sigAlgName returns OpenSSL's name of the signature algorithm of a DER AlgorithmIdentifier, or its dotted
+// OID when OpenSSL's name is not known here.
 func sigAlgName(algID []byte) string {
-	var ai pkix.AlgorithmIdentifier
-	if _, err := asn1.Unmarshal(algID, &ai); err != nil {
+	in := cryptobyte.String(algID)
+	var ai cryptobyte.String
+	var oid asn1.ObjectIdentifier
+	if !in.ReadASN1(&ai, cbasn1.SEQUENCE) || !ai.ReadASN1ObjectIdentifier(&oid) {
 		return "(unreadable)"
 	}
-	names := []struct {
-		oid  asn1.ObjectIdentifier
-		name string
-	}{
-		{oidSHA1WithRSA, "sha1WithRSAEncryption"}, {oidSHA256WithRSA, "sha256WithRSAEncryption"},
-		{oidSHA384WithRSA, "sha384WithRSAEncryption"}, {oidSHA512WithRSA, "sha512WithRSAEncryption"},
-		{oidRSAPSS, "rsassaPss"}, {oidECDSAWithSHA1, "ecdsa-with-SHA1"}, {oidECDSAWithSHA256, "ecdsa-with-SHA256"},
-		{oidECDSAWithSHA384, "ecdsa-with-SHA384"}, {oidECDSAWithSHA512, "ecdsa-with-SHA512"}, {oidEd25519, "ED25519"},
-	}
-	for _, n := range names {
-		if ai.Algorithm.Equal(n.oid) {
-			return n.name
+	for _, a := range signatureAlgorithms {
+		if oid.Equal(a.oid) {
+			return a.name
 		}
 	}
-	return ai.Algorithm.String()
+	return oid.String()
 }
