@@ -7,10 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"staple/ocspwire"
 	"strings"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden record files under testdata/records")

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"staple/ocspwire"
 	"strings"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // Status is the first column of an index.txt row.

@@ -6,10 +6,11 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"staple/ocspwire"
 	"strings"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 func date(s string) time.Time {

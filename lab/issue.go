@@ -9,9 +9,10 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"staple/ocspwire"
 	"strings"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // IssueOptions says what leaf to issue.

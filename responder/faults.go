@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
-	"staple/ocspwire"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // FaultKind names one way the responder misbehaves on purpose.

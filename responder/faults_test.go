@@ -3,9 +3,10 @@ package responder
 import (
 	"errors"
 	"math/big"
-	"staple/ocspwire"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 func TestParseFault(t *testing.T) {

@@ -9,10 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"staple/ocspwire"
 	"strconv"
 	"strings"
 	"time"
+
+	"staple/ocspwire"
 
 	"github.com/rs/zerolog"
 )

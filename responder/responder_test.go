@@ -12,11 +12,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"staple/ocspwire"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // fakeSource answers every request with resp or err and records what it was asked.

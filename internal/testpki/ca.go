@@ -12,10 +12,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"staple/ocspwire"
 	"sync"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // CA is a test certificate authority: a root (Parent nil) or an intermediate. It is safe for concurrent use.

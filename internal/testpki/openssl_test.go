@@ -6,10 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"staple/ocspwire"
 	"strconv"
 	"strings"
 	"testing"
+
+	"staple/ocspwire"
 )
 
 // openssl checks the encoding and the signatures of what x/crypto cannot parse: RSA-PSS, Ed25519, byKey

@@ -13,12 +13,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"staple/ocspwire"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // Fault is a way the fake responder misbehaves. Responder.Fail applies one to every request from now on,

@@ -9,10 +9,11 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
-	"staple/ocspwire"
 	"syscall"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 
 	"golang.org/x/crypto/ocsp"
 )
