@@ -13,7 +13,7 @@ import (
 )
 
 // CertID identifies one certificate in a request or a SingleResponse (RFC 6960 §4.1.1): the hashes of its
-// issuer's name and key, and its serial.
+// issuer's name and key, and its serial. The zero value names nothing and matches nothing.
 type CertID struct {
 	// HashAlgorithm is the OID of the hash. Parsers set it as read; an encoder writes Hash's OID when it is
 	// nil, and this one when set (so a test can write an algorithm nobody knows).
@@ -23,7 +23,8 @@ type CertID struct {
 	// IssuerNameHash and IssuerKeyHash are the hashes of the issuer's DER subject and of its subjectPublicKey
 	// bits.
 	IssuerNameHash, IssuerKeyHash []byte
-	Serial                        *big.Int
+	// Serial is the certificate's serial number; nil names the issuer alone (see SameIssuer).
+	Serial *big.Int
 	// NoNullParams: the hash AlgorithmIdentifier has no parameters rather than NULL (both forms are seen).
 	// Parsers set it as read; the encoder then leaves NULL out.
 	NoNullParams bool
@@ -126,7 +127,7 @@ func readCertID(in *cryptobyte.String) (CertID, bool) {
 	if !id.NoNullParams && !readNull(&alg) {
 		return CertID{}, false
 	}
-	id.Hash = HashFromOID(id.HashAlgorithm)
+	id.Hash = hashFromOID(id.HashAlgorithm)
 	return id, true
 }
 

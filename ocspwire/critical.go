@@ -6,15 +6,12 @@ import (
 	"slices"
 )
 
-// Extensions staple understands, and so accepts even when marked critical (RFC 6960 §4.4).
+// Extensions staple understands, and so accepts even when marked critical (RFC 6960 §4.4). Extended
+// revoke is understood among the single extensions too, where some responders misplace it.
 var (
 	understoodResponseExtensions = []asn1.ObjectIdentifier{OIDNonce, OIDExtendedRevoke}
-	understoodSingleExtensions   = []asn1.ObjectIdentifier{
-		OIDReasonCode, OIDHoldInstructionCode, OIDInvalidityDate, OIDCRLReferences, OIDArchiveCutoff,
-		OIDMicrosoftNextCRL,
-		OIDExtendedRevoke, // misplaced by some responders
-		OIDSCTList,
-	}
+	understoodSingleExtensions   = []asn1.ObjectIdentifier{OIDReasonCode, OIDHoldInstructionCode, OIDInvalidityDate,
+		OIDCRLReferences, OIDArchiveCutoff, OIDMicrosoftNextCRL, OIDExtendedRevoke, OIDSCTList}
 )
 
 // UnknownCritical returns the first responseExtension of d marked critical that staple does not understand,

@@ -57,8 +57,8 @@ func HashOID(h crypto.Hash) asn1.ObjectIdentifier {
 	return nil
 }
 
-// HashFromOID returns the hash oid names, or zero for an algorithm staple does not know.
-func HashFromOID(oid asn1.ObjectIdentifier) crypto.Hash {
+// hashFromOID returns the hash oid names, or zero for an algorithm staple does not know.
+func hashFromOID(oid asn1.ObjectIdentifier) crypto.Hash {
 	for _, x := range hashes {
 		if x.oid.Equal(oid) {
 			return x.hash

@@ -15,7 +15,8 @@ const (
 	MaxNonceLen        = 128
 )
 
-// Request is an OCSPRequest (RFC 6960 §4.1.1): the certificates asked about and the nonce.
+// Request is an OCSPRequest (RFC 6960 §4.1.1): the certificates asked about and the nonce. The zero value
+// asks about nothing.
 type Request struct {
 	// CertIDs lists the certificates asked about, in request order; a parsed request has at least one.
 	CertIDs []CertID

@@ -9,7 +9,8 @@ import (
 
 // ResponderID names the signer of a response (RFC 6960 §4.2.1): byName, the DER subject of its
 // certificate, or byKey, the SHA-1 of its subjectPublicKey bits. Exactly one is set in a parsed response;
-// the encoder writes byKey when KeyHash is set and byName otherwise.
+// the encoder writes byKey when KeyHash is set and byName otherwise. The zero value is byName with an empty
+// name, which names no certificate.
 type ResponderID struct {
 	Name    []byte // DER Name, nil for byKey
 	KeyHash []byte // nil for byName

@@ -6,6 +6,7 @@ import (
 )
 
 // SingleResponse is one certificate's status in a response (RFC 6960 §4.2.1), as parsed or to be encoded.
+// The zero value says good about a zero CertID.
 type SingleResponse struct {
 	// CertID names the certificate; a responder echoes the request's.
 	CertID CertID
@@ -21,7 +22,8 @@ type SingleResponse struct {
 	Extensions []pkix.Extension
 }
 
-// ResponseData is the tbsResponseData of a BasicOCSPResponse (RFC 6960 §4.2.1): what is signed.
+// ResponseData is the tbsResponseData of a BasicOCSPResponse (RFC 6960 §4.2.1): what is signed. The zero
+// value is a v1 response about nothing, produced at the zero time by an empty byName ResponderID.
 type ResponseData struct {
 	// Version, when non-zero, is written explicitly; v1 is 0 and left out as the DEFAULT. The parser refuses
 	// any version but v1, so a parsed response has 0.

@@ -8,7 +8,8 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// SignOptions says how Sign signs a response.
+// SignOptions says how Sign signs a response. Only Key is required: the zero value of every other field
+// signs with the key's default algorithm, as it should, and embeds no certificate.
 type SignOptions struct {
 	// Key signs. Required.
 	Key crypto.Signer

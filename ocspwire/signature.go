@@ -82,7 +82,7 @@ func readHashAlgorithm(in *cryptobyte.String, h *crypto.Hash) bool {
 	if !in.ReadASN1(&ai, cbasn1.SEQUENCE) || !ai.ReadASN1ObjectIdentifier(&oid) || !ai.Empty() && !readNull(&ai) {
 		return false
 	}
-	*h = HashFromOID(oid)
+	*h = hashFromOID(oid)
 	return *h != 0
 }
 

@@ -53,7 +53,8 @@ func (s ResponseStatus) String() string {
 	return "unknown"
 }
 
-// StatusError is what ParseResponse returns for a response whose responseStatus is not successful.
+// StatusError is what ParseResponse returns for a response whose responseStatus is not successful: Status
+// is never Successful in one it returns.
 type StatusError struct {
 	Status ResponseStatus
 }
