@@ -25,10 +25,25 @@ var (
 	ErrBadReason = errors.New("ocspwire: unknown revocation reason")
 )
 
-func malformed(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
-}
+func malformed(format string, args ...any) error { return newError(ErrMalformed, format, args) }
 
 func malformedRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrMalformedRequest, fmt.Sprintf(format, args...))
+	return newError(ErrMalformedRequest, format, args)
 }
+
+// wireError is one of the package's sentinels and what was wrong. It costs one allocation when the detail
+// is a constant: the parsers refuse garbage at the rate a client can send it.
+type wireError struct {
+	sentinel error
+	detail   string
+}
+
+func newError(sentinel error, format string, args []any) error {
+	if len(args) > 0 {
+		format = fmt.Sprintf(format, args...)
+	}
+	return &wireError{sentinel, format}
+}
+
+func (e *wireError) Error() string { return e.sentinel.Error() + ": " + e.detail }
+func (e *wireError) Unwrap() error { return e.sentinel }

@@ -2,7 +2,6 @@ package responder
 
 import (
 	"errors"
-	"fmt"
 	"math/big"
 
 	"staple/ocspwire"
@@ -53,7 +52,7 @@ type Request struct {
 func ParseRequest(der []byte) (*Request, error) {
 	r, err := ocspwire.ParseRequest(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformedRequest, err)
+		return nil, errors.Join(ErrMalformedRequest, err)
 	}
 	return &Request{Request: *r}, nil
 }
