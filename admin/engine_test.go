@@ -12,6 +12,7 @@ import (
 	"staple/certs"
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 	"staple/stapler"
 )
 
@@ -73,7 +74,7 @@ func TestEngineOverTheStore(t *testing.T) {
 	if _, err := rw.Import(ctx, ImportRequest{DER: older, Chain: leaf.ChainPEM()}); !errors.Is(err, stapler.ErrOlderResponse) || !errors.Is(err, ErrBadInput) {
 		t.Errorf("import of an older response: %v, want ErrOlderResponse", err)
 	}
-	if _, err := rw.Import(ctx, ImportRequest{DER: ca.Respond(t, revoked.Cert, testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1}), Chain: revoked.ChainPEM()}); err != nil {
+	if _, err := rw.Import(ctx, ImportRequest{DER: ca.Respond(t, revoked.Cert, testpki.ResponseOptions{Status: ocspwire.Revoked, Reason: 1}), Chain: revoked.ChainPEM()}); err != nil {
 		t.Fatal(err)
 	}
 	closeRW()

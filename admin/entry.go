@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"staple/cache"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 	"staple/stapler"
 )
 
@@ -24,10 +24,10 @@ func EntryOf(in stapler.Info, now time.Time) Entry {
 		if r.ValidAt(now) {
 			e.Status = r.Status.String()
 		}
-		if r.Status == ocspfetch.Revoked {
+		if r.Status == ocspwire.Revoked {
 			e.RevokedAt = r.RevokedAt
 			if r.HasReason {
-				e.Reason = ocspfetch.ReasonName(r.RevocationReason)
+				e.Reason = ocspwire.ReasonName(r.RevocationReason)
 			}
 		}
 	}

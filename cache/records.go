@@ -3,7 +3,7 @@ package cache
 import (
 	"time"
 
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // Response is a verified OCSP response as the cache keeps it: the DER to staple and what the scheduler and the
@@ -11,7 +11,7 @@ import (
 type Response struct {
 	// Raw is the DER OCSPResponse exactly as the responder sent it.
 	Raw    []byte
-	Status ocspfetch.Status
+	Status ocspwire.Status
 
 	ProducedAt time.Time
 	ThisUpdate time.Time
@@ -58,7 +58,7 @@ type Attempt struct {
 	// ("timeout", "http_503", "bad_signature", …).
 	Reason string
 	// Status is the status of the response; meaningful only when Reason is "ok".
-	Status ocspfetch.Status
+	Status ocspwire.Status
 	// Error is the error text of a failure, empty on success.
 	Error string
 	// URL is the responder asked; empty when none was (no responder URL).

@@ -37,7 +37,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"staple/certs"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // SchemaVersion is the bucket layout this build writes. A file with an older version is migrated when opened
@@ -262,10 +262,10 @@ func decodeResponse(b []byte) (Response, error) {
 	d.version()
 	var r Response
 	status := d.byte()
-	if status > byte(ocspfetch.Unknown) {
+	if status > byte(ocspwire.Unknown) {
 		d.fail("status %d", status)
 	}
-	r.Status = ocspfetch.Status(status)
+	r.Status = ocspwire.Status(status)
 	flags := d.byte()
 	if flags&^1 != 0 {
 		d.fail("flags %#x", flags)
@@ -352,8 +352,8 @@ func decodeHistory(b []byte) ([]Attempt, error) {
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		var a Attempt
 		a.Time = d.time()
-		if s := d.byte(); s <= byte(ocspfetch.Unknown) {
-			a.Status = ocspfetch.Status(s)
+		if s := d.byte(); s <= byte(ocspwire.Unknown) {
+			a.Status = ocspwire.Status(s)
 		} else {
 			d.fail("status %d", s)
 		}

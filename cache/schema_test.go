@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden record files under testdata/records")
@@ -21,13 +21,13 @@ var update = flag.Bool("update", false, "rewrite the golden record files under t
 // and the files seed FuzzDecodeRecord.
 func goldenRecords() map[string][]byte {
 	revoked := Response{
-		Raw: []byte{0x30, 0x03, 0x0a, 0x01, 0x00}, Status: ocspfetch.Revoked,
+		Raw: []byte{0x30, 0x03, 0x0a, 0x01, 0x00}, Status: ocspwire.Revoked,
 		ProducedAt: t0, ThisUpdate: t0, NextUpdate: t0.Add(96 * time.Hour), Expires: t0.Add(96 * time.Hour),
 		RefreshAt: t0.Add(48 * time.Hour), RevokedAt: time.Unix(0, 0).UTC(), RevocationReason: 1, HasReason: true,
 		Fetched: t0.Add(1500 * time.Millisecond), URL: "http://ocsp.example.test/", ETag: `"v1"`,
 		LastModified: "Sun, 01 Mar 2026 12:00:00 GMT",
 	}
-	noNext := Response{Raw: []byte{0x30, 0x00}, Status: ocspfetch.Good, ThisUpdate: t0, Expires: t0.Add(time.Hour)}
+	noNext := Response{Raw: []byte{0x30, 0x00}, Status: ocspwire.Good, ThisUpdate: t0, Expires: t0.Add(time.Hour)}
 	return map[string][]byte{
 		"response-revoked.bin":       encodeResponse(revoked),
 		"response-no-nextupdate.bin": encodeResponse(noNext),
@@ -36,7 +36,7 @@ func goldenRecords() map[string][]byte {
 		"history-two.bin": encodeHistory([]Attempt{
 			{Time: t0, Reason: "http_503", Error: "ocspfetch: http://ocsp.example.test/ answered HTTP 503",
 				URL: "http://ocsp.example.test/", Latency: 40 * time.Millisecond},
-			{Time: t0.Add(time.Minute), Reason: "ok", Status: ocspfetch.Good, URL: "http://ocsp.example.test/", Latency: 12 * time.Millisecond},
+			{Time: t0.Add(time.Minute), Reason: "ok", Status: ocspwire.Good, URL: "http://ocsp.example.test/", Latency: 12 * time.Millisecond},
 		}),
 		"session.bin":     encodeSession([]byte("opaque session state"), t0.Add(DefaultSessionTTL)),
 		"ticket-keys.bin": encodeTicketKeys(TicketKeys{Current: bytes.Repeat([]byte{7}, 48), Previous: bytes.Repeat([]byte{8}, 48), Rotated: t0}),

@@ -15,7 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"staple/certs"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -28,7 +28,7 @@ func testResponse(thisUpdate time.Time, size int) Response {
 	raw := bytes.Repeat([]byte{0x30}, size)
 	return Response{
 		Raw:        raw,
-		Status:     ocspfetch.Good,
+		Status:     ocspwire.Good,
 		ProducedAt: thisUpdate,
 		ThisUpdate: thisUpdate,
 		NextUpdate: thisUpdate.Add(96 * time.Hour),
@@ -308,7 +308,7 @@ func TestResponses(t *testing.T) {
 		t.Errorf("Response of an absent key: %v, want ErrNotFound", err)
 	}
 	r1 := testResponse(t0, 1500)
-	r1.Status = ocspfetch.Revoked
+	r1.Status = ocspwire.Revoked
 	r1.RevokedAt = time.Unix(0, 0).UTC() // "never issued" uses the epoch: not the zero time
 	r1.HasReason, r1.RevocationReason = true, 6
 	if err := s.PutResponse(key, r1); err != nil {
@@ -481,7 +481,7 @@ func TestHistoryKeepsTheLastAttempts(t *testing.T) {
 		a := Attempt{Time: t0.Add(time.Duration(i) * time.Minute), Reason: "timeout", Error: "deadline exceeded",
 			URL: "http://ocsp.test/", Latency: time.Duration(i) * time.Millisecond}
 		if i%2 == 0 {
-			a = Attempt{Time: a.Time, Reason: "ok", Status: ocspfetch.Revoked, URL: a.URL, Latency: a.Latency}
+			a = Attempt{Time: a.Time, Reason: "ok", Status: ocspwire.Revoked, URL: a.URL, Latency: a.Latency}
 		}
 		if err := s.AddAttempt(key, a); err != nil {
 			t.Fatal(err)
@@ -497,7 +497,7 @@ func TestHistoryKeepsTheLastAttempts(t *testing.T) {
 	if first := h[0]; !first.Time.Equal(t0.Add(5*time.Minute)) || first.Reason != "timeout" || first.Latency != 5*time.Millisecond {
 		t.Errorf("oldest kept attempt %+v, want the 6th", first)
 	}
-	if last := h[MaxHistory-1]; !last.OK() || last.Status != ocspfetch.Revoked {
+	if last := h[MaxHistory-1]; !last.OK() || last.Status != ocspwire.Revoked {
 		t.Errorf("newest attempt %+v, want ok/revoked", last)
 	}
 	long := Attempt{Time: t0, Reason: "other", Error: string(bytes.Repeat([]byte("é"), 2000))}

@@ -17,6 +17,7 @@ import (
 	"staple/cache"
 	"staple/certs"
 	"staple/internal/testpki"
+	"staple/ocspwire"
 	"staple/service"
 )
 
@@ -79,7 +80,7 @@ func newCacheFixture(t *testing.T) *cacheFixture {
 		o    testpki.ResponseOptions
 	}{
 		{f.good, testpki.ResponseOptions{}},
-		{f.revoked, testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1}},
+		{f.revoked, testpki.ResponseOptions{Status: ocspwire.Revoked, Reason: 1}},
 	} {
 		resp := filepath.Join(files, fmt.Sprintf("%d.der", i))
 		chain := filepath.Join(files, fmt.Sprintf("%d.pem", i))
@@ -164,7 +165,7 @@ func TestCacheRmAndImport(t *testing.T) {
 	}
 	dir := t.TempDir()
 	resp := filepath.Join(dir, "r.der")
-	os.WriteFile(resp, f.ca.Respond(t, f.revoked.Cert, testpki.ResponseOptions{Status: testpki.Revoked}), 0o600)
+	os.WriteFile(resp, f.ca.Respond(t, f.revoked.Cert, testpki.ResponseOptions{Status: ocspwire.Revoked}), 0o600)
 	certFile, _ := f.revoked.WriteFiles(t, dir)
 	out, err = run(t, now, "cache", "import", resp, "--cert", certFile, "--data-dir", f.dir)
 	if err != nil || !strings.Contains(out, ": revoked, nextUpdate ") {

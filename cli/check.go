@@ -13,6 +13,7 @@ import (
 
 	"staple/certs"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 const checkManual = `NAME
@@ -166,7 +167,7 @@ func check(ctx context.Context, addr string, cfg *tls.Config, roots *x509.CertPo
 		}
 		return res, nil
 	}
-	text, err := ocspfetch.Text(cs.OCSPResponse)
+	text, err := ocspwire.Text(cs.OCSPResponse)
 	if err != nil {
 		text = fmt.Sprintf("(the staple does not decode: %v)\n", err)
 	}
@@ -183,10 +184,10 @@ func check(ctx context.Context, addr string, cfg *tls.Config, roots *x509.CertPo
 	}
 	res.Status, res.ThisUpdate, res.NextUpdate = r.Status.String(), r.ThisUpdate, r.NextUpdate
 	res.Signer = r.Signer.Subject.String()
-	if r.Status == ocspfetch.Revoked {
+	if r.Status == ocspwire.Revoked {
 		res.RevokedAt = r.RevokedAt
 		if r.HasReason {
-			res.Reason = ocspfetch.ReasonName(r.RevocationReason)
+			res.Reason = ocspwire.ReasonName(r.RevocationReason)
 		}
 	}
 	return res, nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"staple/internal/testpki"
+	"staple/ocspwire"
 )
 
 // stapleServer serves leaf with the given staple (nil: none) on a local port.
@@ -54,8 +55,8 @@ func TestCheck(t *testing.T) {
 		golden string
 	}{
 		{"good", ca.Respond(t, leaf.Cert, testpki.ResponseOptions{}), ExitOK, "staple: good, verified", "check-good"},
-		{"revoked", ca.Respond(t, leaf.Cert, testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1}), ExitRevoked, "(keyCompromise)", ""},
-		{"unknown", ca.Respond(t, leaf.Cert, testpki.ResponseOptions{Status: testpki.Unknown}), ExitUnknown, "staple: unknown, verified", ""},
+		{"revoked", ca.Respond(t, leaf.Cert, testpki.ResponseOptions{Status: ocspwire.Revoked, Reason: 1}), ExitRevoked, "(keyCompromise)", ""},
+		{"unknown", ca.Respond(t, leaf.Cert, testpki.ResponseOptions{Status: ocspwire.Unknown}), ExitUnknown, "staple: unknown, verified", ""},
 		{"none", nil, ExitFailure, "no OCSP response was stapled", ""},
 		{"another certificate's", ca.Respond(t, other.Cert, testpki.ResponseOptions{}), ExitFailure, "invalid staple: ocspfetch: no SingleResponse", ""},
 		{"expired", ca.Respond(t, leaf.Cert, testpki.ResponseOptions{ThisUpdate: now.Add(-48 * time.Hour), NextUpdate: now.Add(-24 * time.Hour)}), ExitFailure, "invalid staple: ocspfetch: nextUpdate has passed", ""},
@@ -125,7 +126,7 @@ func TestCheckAgainstOpenSSLServer(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := leaf.WriteFiles(t, dir)
 	resp := filepath.Join(dir, "resp.der")
-	os.WriteFile(resp, root.Respond(t, leaf.Cert, testpki.ResponseOptions{Status: testpki.Revoked}), 0o600)
+	os.WriteFile(resp, root.Respond(t, leaf.Cert, testpki.ResponseOptions{Status: ocspwire.Revoked}), 0o600)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()

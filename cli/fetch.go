@@ -15,6 +15,7 @@ import (
 	"staple/admin"
 	"staple/certs"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 	"staple/service"
 )
 
@@ -191,10 +192,10 @@ func fetchOne(ctx context.Context, client *ocspfetch.Client, policy ocspfetch.Po
 	res.resp, res.chain = r, chain
 	res.Status = r.Status.String()
 	res.ThisUpdate, res.NextUpdate, res.ProducedAt = r.ThisUpdate, r.NextUpdate, r.ProducedAt
-	if r.Status == ocspfetch.Revoked {
+	if r.Status == ocspwire.Revoked {
 		res.RevokedAt = r.RevokedAt
 		if r.HasReason {
-			res.Revocation = ocspfetch.ReasonName(r.RevocationReason)
+			res.Revocation = ocspwire.ReasonName(r.RevocationReason)
 		}
 	}
 	res.Responder, res.Method = r.HTTP.URL, r.HTTP.Method

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"staple/lab"
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -215,7 +216,7 @@ func runLabRevoke(env Env, args []string) error {
 		return usageError("lab revoke: want DIR and one SERIAL or CERT.pem")
 	}
 	var opts lab.RevokeOptions
-	if opts.Reason, err = lab.ParseReason(*reason); err != nil {
+	if opts.Reason, err = ocspwire.ParseReason(*reason); err != nil {
 		return usageError("lab revoke: %v", err)
 	}
 	if *at != "" {
@@ -224,10 +225,10 @@ func runLabRevoke(env Env, args []string) error {
 		}
 	}
 	if *hold != "" {
-		if opts.Reason != lab.ReasonCertificateHold {
+		if opts.Reason != ocspwire.ReasonCertificateHold {
 			return usageError("lab revoke: --hold-instruction goes with --reason certificateHold")
 		}
-		if opts.HoldInstruction, err = lab.ParseHoldInstruction(*hold); err != nil {
+		if opts.HoldInstruction, err = ocspwire.ParseHoldInstruction(*hold); err != nil {
 			return usageError("lab revoke: %v", err)
 		}
 	}
@@ -236,9 +237,9 @@ func runLabRevoke(env Env, args []string) error {
 			return usageError("lab revoke: --compromised-at: %v", err)
 		}
 		switch opts.Reason {
-		case lab.ReasonNone:
-			opts.Reason = lab.ReasonKeyCompromise
-		case lab.ReasonKeyCompromise, lab.ReasonCACompromise:
+		case ocspwire.ReasonNone:
+			opts.Reason = ocspwire.ReasonKeyCompromise
+		case ocspwire.ReasonKeyCompromise, ocspwire.ReasonCACompromise:
 		default:
 			return usageError("lab revoke: --compromised-at goes with keyCompromise or CACompromise, not %v", opts.Reason)
 		}
@@ -331,7 +332,7 @@ func runLabLs(env Env, args []string) error {
 		if e.Status == lab.Revoked {
 			t := e.RevokedAt.UTC()
 			r.RevokedAt = &t
-			if e.Reason != lab.ReasonNone {
+			if e.Reason != ocspwire.ReasonNone {
 				r.Reason = e.Reason.String()
 			}
 			if e.HoldInstruction != nil {

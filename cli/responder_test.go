@@ -18,6 +18,7 @@ import (
 	"staple/certs"
 	"staple/lab"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // responderRun is a staple responder command running in-process.
@@ -141,7 +142,7 @@ func TestResponderCommandLab(t *testing.T) {
 	ctx := context.Background()
 
 	r, err := client.FetchURL(ctx, rs.url, good, l.CA)
-	if err != nil || r.Status != ocspfetch.Good || r.NextUpdate.Sub(r.ThisUpdate) != 10*time.Minute || !r.Signer.Equal(l.Signer) {
+	if err != nil || r.Status != ocspwire.Good || r.NextUpdate.Sub(r.ThisUpdate) != 10*time.Minute || !r.Signer.Equal(l.Signer) {
 		t.Fatalf("good: %+v, %v", r, err)
 	}
 	var he *ocspfetch.HTTPError
@@ -170,7 +171,7 @@ func TestResponderCommandLab(t *testing.T) {
 	if _, err := client.FetchURL(ctx, rs.url, victim, l.CA); !errors.Is(err, ocspfetch.ErrTryLater) {
 		t.Errorf("after PUT try-later: %v, want ErrTryLater", err)
 	}
-	if r, err := client.FetchURL(ctx, rs.url, victim, l.CA); err != nil || r.Status != ocspfetch.Good {
+	if r, err := client.FetchURL(ctx, rs.url, victim, l.CA); err != nil || r.Status != ocspwire.Good {
 		t.Errorf("after the fault ran out: %+v, %v", r, err)
 	}
 
@@ -285,7 +286,7 @@ func TestResponderCommandOpenSSLCA(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			wantAll(t, query(tt.url), "Response verify OK", c.leaf+": good")
 			r, err := client.FetchURL(ctx, tt.url, c.leafCert, c.caCert)
-			if err != nil || r.Status != ocspfetch.Good || r.SignerIsIssuer != tt.byIssuer {
+			if err != nil || r.Status != ocspwire.Good || r.SignerIsIssuer != tt.byIssuer {
 				t.Fatalf("fetcher: %+v, %v", r, err)
 			}
 			if !tt.byIssuer && !r.Signer.Equal(c.signerCert) {
@@ -296,7 +297,7 @@ func TestResponderCommandOpenSSLCA(t *testing.T) {
 	mustTool(t, c.dir, "openssl", "ca", "-config", "ca.cnf", "-revoke", "leaf.pem", "-crl_reason", "superseded")
 	wantAll(t, query(delegated.url), "Response verify OK", c.leaf+": revoked", "Reason: superseded")
 	r, err := client.FetchURL(ctx, issuerSigned.url, c.leafCert, c.caCert)
-	if err != nil || r.Status != ocspfetch.Revoked || !r.HasReason || r.RevocationReason != int(lab.ReasonSuperseded) {
+	if err != nil || r.Status != ocspwire.Revoked || !r.HasReason || r.RevocationReason != int(ocspwire.ReasonSuperseded) {
 		t.Errorf("fetcher after openssl ca -revoke: %+v, %v", r, err)
 	}
 }

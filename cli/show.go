@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 
 	"staple/admin"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // writeDetail prints everything about one entry: the facts, the fetch history and the response decoded as
@@ -68,7 +68,7 @@ func writeDetail(w io.Writer, d admin.Detail) {
 		fmt.Fprintln(w, "No response is cached.")
 		return
 	}
-	text, err := ocspfetch.Text(d.DER)
+	text, err := ocspwire.Text(d.DER)
 	if err != nil {
 		fmt.Fprintf(w, "The cached response does not decode: %v\n", err)
 		return

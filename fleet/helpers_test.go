@@ -14,6 +14,7 @@ import (
 	"staple/certs"
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // caResponder is a Fetcher that answers like one CA's responder for the whole fleet: real DER responses
@@ -51,7 +52,7 @@ func (f *caResponder) Fetch(ctx context.Context, leaf, issuer *x509.Certificate)
 	f.mu.Unlock()
 	next := this.Add(f.validity)
 	raw := f.ca.Respond(f.t, leaf, testpki.ResponseOptions{ThisUpdate: this, NextUpdate: next, ProducedAt: this})
-	return &ocspfetch.Response{Raw: raw, Status: ocspfetch.Good, Serial: leaf.SerialNumber, ProducedAt: this,
+	return &ocspfetch.Response{Raw: raw, Status: ocspwire.Good, Serial: leaf.SerialNumber, ProducedAt: this,
 		ThisUpdate: this, NextUpdate: next, Verified: time.Now(), HTTP: ocspfetch.HTTPInfo{URL: firstOCSP(leaf)}}, nil
 }
 
@@ -104,7 +105,7 @@ func record(t testing.TB, ca *testpki.CA, chain *certs.Chain, this time.Time) ca
 	t.Helper()
 	next := this.Add(24 * time.Hour)
 	raw := ca.Respond(t, chain.Leaf, testpki.ResponseOptions{ThisUpdate: this, NextUpdate: next, ProducedAt: this})
-	return cache.Response{Raw: raw, Status: ocspfetch.Good, ProducedAt: this, ThisUpdate: this, NextUpdate: next,
+	return cache.Response{Raw: raw, Status: ocspwire.Good, ProducedAt: this, ThisUpdate: this, NextUpdate: next,
 		Expires: next, RefreshAt: this.Add(12 * time.Hour), Fetched: this, URL: "http://ocsp.test/"}
 }
 

@@ -11,7 +11,7 @@ import (
 	"staple/cache"
 	"staple/certs"
 	"staple/internal/testpki"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 	"staple/stapler"
 )
 
@@ -72,7 +72,7 @@ func BenchmarkRefreshCycle(b *testing.B) {
 			}
 			this := time.Now().Truncate(time.Second)
 			rec := func(i int) cache.Response {
-				return cache.Response{Raw: k.raw, Status: ocspfetch.Good, ProducedAt: this, ThisUpdate: this,
+				return cache.Response{Raw: k.raw, Status: ocspwire.Good, ProducedAt: this, ThisUpdate: this,
 					NextUpdate: this.Add(7 * 24 * time.Hour), Expires: this.Add(7 * 24 * time.Hour),
 					RefreshAt: this.Add(84 * time.Hour), Fetched: this, URL: k.responders[0]}
 			}
@@ -93,7 +93,7 @@ func BenchmarkRefreshCycle(b *testing.B) {
 					if err := st.PutResponse(key, rec(i)); err != nil {
 						b.Fatal(err)
 					}
-					if err := st.AddAttempt(key, cache.Attempt{Time: this, Reason: "ok", Status: ocspfetch.Good, URL: k.responders[0], Latency: 40 * time.Millisecond}); err != nil {
+					if err := st.AddAttempt(key, cache.Attempt{Time: this, Reason: "ok", Status: ocspwire.Good, URL: k.responders[0], Latency: 40 * time.Millisecond}); err != nil {
 						b.Fatal(err)
 					}
 				}

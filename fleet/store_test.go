@@ -13,7 +13,7 @@ import (
 	"staple/cache"
 	"staple/certs"
 	"staple/internal/testpki"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 	"staple/stapler"
 )
 
@@ -160,7 +160,7 @@ func TestStoreRecords(t *testing.T) {
 	for _, s := range []*Store{st, other} {
 		wg.Go(func() {
 			for i := range cache.MaxHistory / 2 {
-				if err := s.AddAttempt(key, cache.Attempt{Time: time.Now(), Reason: "ok", Status: ocspfetch.Good, URL: fmt.Sprint(i)}); err != nil {
+				if err := s.AddAttempt(key, cache.Attempt{Time: time.Now(), Reason: "ok", Status: ocspwire.Good, URL: fmt.Sprint(i)}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -198,7 +198,7 @@ func TestStoreNeedsTheCert(t *testing.T) {
 	chain := testChain(t, ca)
 	key := certs.NewKey(chain.Issuer, chain.Leaf)
 	t0 := time.Now().Truncate(time.Second)
-	attempt := cache.Attempt{Time: t0, Reason: "ok", Status: ocspfetch.Good, URL: "http://ocsp.test/"}
+	attempt := cache.Attempt{Time: t0, Reason: "ok", Status: ocspwire.Good, URL: "http://ocsp.test/"}
 	refused := func(when string) {
 		t.Helper()
 		err := st.PutResponse(key, record(t, ca, chain, t0.Add(time.Hour)))

@@ -10,6 +10,7 @@
 // index.txt and serial is written to a temporary file and renamed into place, under an exclusive lock on
 // index.txt.lock so that concurrent staple processes never lose a row.
 //
-// ParseIndex reads outside input: it never panics and has a fuzz target. SignResponse is the OCSP response
-// encoder (several SingleResponses, nonce, ResponderID by name or key, ECDSA, RSA and Ed25519 signers).
+// ParseIndex reads outside input: it never panics and has a fuzz target. Responses are encoded and signed by
+// ocspwire.Sign; the revocation reasons and hold instructions of index.txt are ocspwire's Reason and
+// HoldInstruction, with OpenSSL's spellings.
 package lab

@@ -2,12 +2,13 @@ package lab
 
 import (
 	"bytes"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
 	"strings"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // Status is the first column of an index.txt row.
@@ -38,12 +39,12 @@ type Entry struct {
 	Status  Status
 	Expires time.Time // the certificate's notAfter
 	// RevokedAt, Reason, HoldInstruction and InvalidityDate describe a revocation (Status Revoked) and are
-	// zero otherwise. Reason is ReasonNone when the row gives none. HoldInstruction goes with
-	// ReasonCertificateHold (the row says holdInstruction,<instruction>); InvalidityDate with
-	// ReasonKeyCompromise or ReasonCACompromise (the row says keyTime or CAkeyTime,<date>).
+	// zero otherwise. Reason is ocspwire.ReasonNone when the row gives none. HoldInstruction goes with
+	// ocspwire.ReasonCertificateHold (the row says holdInstruction,<instruction>); InvalidityDate with
+	// ocspwire.ReasonKeyCompromise or ocspwire.ReasonCACompromise (the row says keyTime or CAkeyTime,<date>).
 	RevokedAt       time.Time
-	Reason          Reason
-	HoldInstruction asn1.ObjectIdentifier
+	Reason          ocspwire.Reason
+	HoldInstruction ocspwire.HoldInstruction
 	InvalidityDate  time.Time
 
 	Serial  *big.Int
@@ -101,7 +102,7 @@ func parseRow(line string) (Entry, error) {
 	if len(cols) != 6 {
 		return Entry{}, fmt.Errorf("%d tab-separated columns, want 6", len(cols))
 	}
-	e := Entry{Reason: ReasonNone, File: cols[4], Subject: cols[5]}
+	e := Entry{Reason: ocspwire.ReasonNone, File: cols[4], Subject: cols[5]}
 	if len(cols[0]) != 1 {
 		return Entry{}, fmt.Errorf("status %q", cols[0])
 	}
@@ -155,29 +156,29 @@ func parseRevocation(col string, e *Entry) error {
 		if !hasArg {
 			return errors.New("holdInstruction without an instruction")
 		}
-		e.Reason = ReasonCertificateHold
-		e.HoldInstruction, err = ParseHoldInstruction(arg)
+		e.Reason = ocspwire.ReasonCertificateHold
+		e.HoldInstruction, err = ocspwire.ParseHoldInstruction(arg)
 		return err
 	case strings.EqualFold(name, "keyTime"), strings.EqualFold(name, "CAkeyTime"):
 		if !hasArg {
 			return fmt.Errorf("%s without a compromise time", name)
 		}
-		e.Reason = ReasonKeyCompromise
+		e.Reason = ocspwire.ReasonKeyCompromise
 		if strings.EqualFold(name, "CAkeyTime") {
-			e.Reason = ReasonCACompromise
+			e.Reason = ocspwire.ReasonCACompromise
 		}
 		if e.InvalidityDate, err = parseIndexTime(arg); err != nil {
 			return fmt.Errorf("compromise time: %v", err)
 		}
 		return nil
 	}
-	if e.Reason, err = ParseReason(parts[1]); err != nil || e.Reason == ReasonNone {
+	if e.Reason, err = ocspwire.ParseReason(parts[1]); err != nil || e.Reason == ocspwire.ReasonNone {
 		return fmt.Errorf("reason %q", parts[1])
 	}
 	// OpenSSL ignores an argument after a plain reason; a hand-written "certificateHold,<instruction>" is
 	// read as the instruction it names.
-	if hasArg && e.Reason == ReasonCertificateHold {
-		if hold, err := ParseHoldInstruction(arg); err == nil {
+	if hasArg && e.Reason == ocspwire.ReasonCertificateHold {
+		if hold, err := ocspwire.ParseHoldInstruction(arg); err == nil {
 			e.HoldInstruction = hold
 		}
 	}
@@ -223,12 +224,12 @@ func (e Entry) revocationColumn() string {
 	}
 	s := formatIndexTime(e.RevokedAt)
 	switch {
-	case e.Reason == ReasonNone:
-	case e.Reason == ReasonCertificateHold && e.HoldInstruction != nil:
-		s += ",holdInstruction," + holdName(e.HoldInstruction)
-	case e.Reason == ReasonKeyCompromise && !e.InvalidityDate.IsZero():
+	case e.Reason == ocspwire.ReasonNone:
+	case e.Reason == ocspwire.ReasonCertificateHold && e.HoldInstruction != nil:
+		s += ",holdInstruction," + e.HoldInstruction.Name()
+	case e.Reason == ocspwire.ReasonKeyCompromise && !e.InvalidityDate.IsZero():
 		s += ",keyTime," + e.InvalidityDate.UTC().Format("20060102150405Z")
-	case e.Reason == ReasonCACompromise && !e.InvalidityDate.IsZero():
+	case e.Reason == ocspwire.ReasonCACompromise && !e.InvalidityDate.IsZero():
 		s += ",CAkeyTime," + e.InvalidityDate.UTC().Format("20060102150405Z")
 	default:
 		s += "," + e.Reason.String()
@@ -267,14 +268,15 @@ func (e Entry) validate() error {
 	if y := e.RevokedAt.UTC().Year(); y < 1950 || y >= 2050 {
 		return fmt.Errorf("lab: revocation time %v cannot be written as UTCTime (1950–2049)", e.RevokedAt)
 	}
-	if e.HoldInstruction != nil && e.Reason != ReasonCertificateHold {
+	if e.HoldInstruction != nil && e.Reason != ocspwire.ReasonCertificateHold {
 		return fmt.Errorf("lab: a hold instruction goes with certificateHold, not %v", e.Reason)
 	}
-	if !e.InvalidityDate.IsZero() && e.Reason != ReasonKeyCompromise && e.Reason != ReasonCACompromise {
+	if !e.InvalidityDate.IsZero() && e.Reason != ocspwire.ReasonKeyCompromise && e.Reason != ocspwire.ReasonCACompromise {
 		return fmt.Errorf("lab: an invalidity date goes with keyCompromise or CACompromise, not %v", e.Reason)
 	}
-	if _, ok := reasonNames[e.Reason]; !ok && e.Reason != ReasonNone {
-		return fmt.Errorf("%w: code %d", ErrBadReason, int(e.Reason))
+	// A reason index.txt can record is one whose name reads back.
+	if _, err := ocspwire.ParseReason(e.Reason.String()); err != nil {
+		return fmt.Errorf("lab: code %d: %w", int(e.Reason), err)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 func date(s string) time.Time {
@@ -29,15 +31,15 @@ func TestParseIndexForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Entry{
-		{Status: Valid, Expires: date("2026-12-23T18:37:12Z"), Reason: ReasonNone, Serial: big.NewInt(0x1000), File: "unknown", Subject: "/CN=leaf.test"},
-		{Status: Revoked, Expires: date("2026-12-23T18:37:12Z"), RevokedAt: date("2026-11-23T18:48:49Z"), Reason: ReasonKeyCompromise, Serial: big.NewInt(0x1001), File: "unknown", Subject: "/CN=revoked.test"},
-		{Status: Revoked, Expires: date("2027-02-23T14:30:55Z"), RevokedAt: date("2026-11-25T14:30:55Z"), Reason: ReasonCertificateHold, HoldInstruction: HoldInstructionReject, Serial: big.NewInt(0x1003), File: "unknown", Subject: "/CN=openssl.test"},
-		{Status: Revoked, Expires: date("2027-02-23T14:30:47Z"), RevokedAt: date("2026-11-25T14:30:57Z"), Reason: ReasonKeyCompromise, InvalidityDate: date("2026-11-20T12:00:00Z"), Serial: big.NewInt(0x1002), File: "unknown", Subject: "/CN=other.test"},
-		{Status: Revoked, Expires: date("2027-02-23T14:30:47Z"), RevokedAt: date("2026-11-25T14:30:57Z"), Reason: ReasonCACompromise, InvalidityDate: date("2026-11-20T12:00:00Z"), Serial: big.NewInt(0x1004), File: "unknown", Subject: "/CN=ca-compromise.test"},
-		{Status: Revoked, Expires: date("2027-02-23T14:30:47Z"), RevokedAt: date("2026-11-25T14:30:57Z"), Reason: ReasonNone, Serial: big.NewInt(0x1005), File: "unknown", Subject: "/CN=no-reason.test"},
-		{Status: Expired, Expires: date("2025-12-23T18:37:12Z"), Reason: ReasonNone, Serial: big.NewInt(0xABC), File: "unknown", Subject: "/CN=expired.test"},
-		{Status: Valid, Expires: date("2051-01-01T00:00:00Z"), Reason: ReasonNone, Serial: big.NewInt(0xBEEF), File: "unknown", Subject: "/O=staple lab/CN=far.test"},
-		{Status: Revoked, Expires: date("2027-02-23T14:30:47Z"), RevokedAt: date("2026-11-25T14:30:57Z"), Reason: ReasonRemoveFromCRL, Serial: big.NewInt(0x1006), File: "unknown", Subject: "/CN=remove.test"},
+		{Status: Valid, Expires: date("2026-12-23T18:37:12Z"), Reason: ocspwire.ReasonNone, Serial: big.NewInt(0x1000), File: "unknown", Subject: "/CN=leaf.test"},
+		{Status: Revoked, Expires: date("2026-12-23T18:37:12Z"), RevokedAt: date("2026-11-23T18:48:49Z"), Reason: ocspwire.ReasonKeyCompromise, Serial: big.NewInt(0x1001), File: "unknown", Subject: "/CN=revoked.test"},
+		{Status: Revoked, Expires: date("2027-02-23T14:30:55Z"), RevokedAt: date("2026-11-25T14:30:55Z"), Reason: ocspwire.ReasonCertificateHold, HoldInstruction: ocspwire.HoldInstructionReject, Serial: big.NewInt(0x1003), File: "unknown", Subject: "/CN=openssl.test"},
+		{Status: Revoked, Expires: date("2027-02-23T14:30:47Z"), RevokedAt: date("2026-11-25T14:30:57Z"), Reason: ocspwire.ReasonKeyCompromise, InvalidityDate: date("2026-11-20T12:00:00Z"), Serial: big.NewInt(0x1002), File: "unknown", Subject: "/CN=other.test"},
+		{Status: Revoked, Expires: date("2027-02-23T14:30:47Z"), RevokedAt: date("2026-11-25T14:30:57Z"), Reason: ocspwire.ReasonCACompromise, InvalidityDate: date("2026-11-20T12:00:00Z"), Serial: big.NewInt(0x1004), File: "unknown", Subject: "/CN=ca-compromise.test"},
+		{Status: Revoked, Expires: date("2027-02-23T14:30:47Z"), RevokedAt: date("2026-11-25T14:30:57Z"), Reason: ocspwire.ReasonNone, Serial: big.NewInt(0x1005), File: "unknown", Subject: "/CN=no-reason.test"},
+		{Status: Expired, Expires: date("2025-12-23T18:37:12Z"), Reason: ocspwire.ReasonNone, Serial: big.NewInt(0xABC), File: "unknown", Subject: "/CN=expired.test"},
+		{Status: Valid, Expires: date("2051-01-01T00:00:00Z"), Reason: ocspwire.ReasonNone, Serial: big.NewInt(0xBEEF), File: "unknown", Subject: "/O=staple lab/CN=far.test"},
+		{Status: Revoked, Expires: date("2027-02-23T14:30:47Z"), RevokedAt: date("2026-11-25T14:30:57Z"), Reason: ocspwire.ReasonRemoveFromCRL, Serial: big.NewInt(0x1006), File: "unknown", Subject: "/CN=remove.test"},
 	}
 	if len(entries) != len(want) {
 		t.Fatalf("%d entries, want %d", len(entries), len(want))
@@ -65,7 +67,7 @@ func TestParseIndexLenient(t *testing.T) {
 	if len(entries) != 2 {
 		t.Fatalf("%d entries, want 2 (CRLF, blank line, no final newline)", len(entries))
 	}
-	if e := entries[1]; e.Reason != ReasonCertificateHold || !e.HoldInstruction.Equal(HoldInstructionReject) {
+	if e := entries[1]; e.Reason != ocspwire.ReasonCertificateHold || !e.HoldInstruction.Equal(ocspwire.HoldInstructionReject) {
 		t.Errorf("certificateHold,<instruction>: reason %v, instruction %v", e.Reason, e.HoldInstruction)
 	}
 	// Written back in the form openssl ca itself uses.
@@ -135,17 +137,21 @@ func TestFormatIndexTime(t *testing.T) {
 
 func TestEntryValidate(t *testing.T) {
 	base := Entry{Status: Revoked, Expires: date("2027-01-01T00:00:00Z"), RevokedAt: date("2026-11-25T00:00:00Z"),
-		Reason: ReasonNone, Serial: big.NewInt(1), File: "unknown", Subject: "/CN=a"}
+		Reason: ocspwire.ReasonNone, Serial: big.NewInt(1), File: "unknown", Subject: "/CN=a"}
 	tests := []struct {
 		name string
 		edit func(*Entry)
 		ok   bool
 	}{
 		{"plain", func(*Entry) {}, true},
-		{"hold with instruction", func(e *Entry) { e.Reason, e.HoldInstruction = ReasonCertificateHold, HoldInstructionCallIssuer }, true},
-		{"key compromise with date", func(e *Entry) { e.Reason, e.InvalidityDate = ReasonKeyCompromise, e.RevokedAt }, true},
-		{"instruction without hold", func(e *Entry) { e.Reason, e.HoldInstruction = ReasonSuperseded, HoldInstructionReject }, false},
-		{"invalidity date with superseded", func(e *Entry) { e.Reason, e.InvalidityDate = ReasonSuperseded, e.RevokedAt }, false},
+		{"hold with instruction", func(e *Entry) {
+			e.Reason, e.HoldInstruction = ocspwire.ReasonCertificateHold, ocspwire.HoldInstructionCallIssuer
+		}, true},
+		{"key compromise with date", func(e *Entry) { e.Reason, e.InvalidityDate = ocspwire.ReasonKeyCompromise, e.RevokedAt }, true},
+		{"instruction without hold", func(e *Entry) {
+			e.Reason, e.HoldInstruction = ocspwire.ReasonSuperseded, ocspwire.HoldInstructionReject
+		}, false},
+		{"invalidity date with superseded", func(e *Entry) { e.Reason, e.InvalidityDate = ocspwire.ReasonSuperseded, e.RevokedAt }, false},
 		{"revoked in 2050", func(e *Entry) { e.RevokedAt = date("2050-01-01T00:00:00Z") }, false},
 		{"tab in subject", func(e *Entry) { e.Subject = "/CN=a\tb" }, false},
 		{"reason 7", func(e *Entry) { e.Reason = 7 }, false},

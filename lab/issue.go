@@ -3,7 +3,6 @@ package lab
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"fmt"
 	"math/big"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"staple/internal/atomicfile"
 	"strings"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // IssueOptions says what leaf to issue.
@@ -36,9 +37,6 @@ type Issued struct {
 	Entry             Entry
 	CertFile, KeyFile string
 }
-
-// oidTLSFeature is the TLS Feature extension (RFC 7633); status_request is 5.
-var oidTLSFeature = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
 
 var (
 	dnsNamePattern  = regexp.MustCompile(`^(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$`)
@@ -128,7 +126,7 @@ func (l *Lab) Issue(opts IssueOptions) (*Issued, error) {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
 	if opts.MustStaple {
-		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidTLSFeature, Value: []byte{0x30, 0x03, 0x02, 0x01, 0x05}})
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ocspwire.MustStapleExtension())
 	}
 	cert, err := createCert(tmpl, l.CA, key.Public(), l.CAKey)
 	if err != nil {
@@ -140,8 +138,8 @@ func (l *Lab) Issue(opts IssueOptions) (*Issued, error) {
 	if err := atomicfile.Write(certFile, certsPEM(cert, l.CA), 0o644); err != nil {
 		return nil, err
 	}
-	entry := Entry{Status: Valid, Expires: cert.NotAfter, Reason: ReasonNone, Serial: serial, File: "unknown",
-		Subject: onelineName(cert.RawSubject)}
+	entry := Entry{Status: Valid, Expires: cert.NotAfter, Reason: ocspwire.ReasonNone, Serial: serial, File: "unknown",
+		Subject: onelineName(cert.Subject)}
 	if err := l.writeIndex(append(entries, entry)); err != nil {
 		return nil, err
 	}
@@ -150,14 +148,14 @@ func (l *Lab) Issue(opts IssueOptions) (*Issued, error) {
 
 // RevokeOptions says how to revoke. The zero value revokes now with reason unspecified.
 type RevokeOptions struct {
-	// Reason is recorded with the revocation; ReasonNone records none, as `openssl ca -revoke` without
+	// Reason is recorded with the revocation; ocspwire.ReasonNone records none, as `openssl ca -revoke` without
 	// -crl_reason does.
-	Reason Reason
+	Reason ocspwire.Reason
 	// Time is the revocation time; zero means now. It must lie in 1950–2049 (OpenSSL reads it as UTCTime).
 	Time time.Time
-	// HoldInstruction goes with ReasonCertificateHold ("holdInstruction,<instruction>" in index.txt).
-	HoldInstruction asn1.ObjectIdentifier
-	// InvalidityDate, when the key was compromised, goes with ReasonKeyCompromise or ReasonCACompromise
+	// HoldInstruction goes with ocspwire.ReasonCertificateHold ("holdInstruction,<instruction>" in index.txt).
+	HoldInstruction ocspwire.HoldInstruction
+	// InvalidityDate, when the key was compromised, goes with ocspwire.ReasonKeyCompromise or ocspwire.ReasonCACompromise
 	// ("keyTime,<date>" or "CAkeyTime,<date>").
 	InvalidityDate time.Time
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	"staple/certs"
 	"staple/internal/atomicfile"
+	"staple/ocspwire"
 )
 
 // The lab's fixed layout, relative to its directory.
@@ -218,9 +218,6 @@ func labID(pub crypto.PublicKey) string {
 	return fmt.Sprintf("%X", sum[:4])
 }
 
-// oidOCSPNoCheck is id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1); its value is NULL.
-var oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
-
 // makeSigner issues the delegated OCSP signer as the lab's first serial and records it in index.txt.
 func (l *Lab) makeSigner() error {
 	key, err := generateKey(l.KeyType)
@@ -236,7 +233,7 @@ func (l *Lab) makeSigner() error {
 		NotAfter:        now.Add(signerValidity),
 		KeyUsage:        x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning},
-		ExtraExtensions: []pkix.Extension{{Id: oidOCSPNoCheck, Value: []byte{0x05, 0x00}}},
+		ExtraExtensions: []pkix.Extension{ocspwire.NoCheckExtension()},
 	}
 	signer, err := createCert(tmpl, l.CA, key.Public(), l.CAKey)
 	if err != nil {
@@ -249,8 +246,8 @@ func (l *Lab) makeSigner() error {
 	if err := atomicfile.Write(l.Path(SignerCertFile), certsPEM(signer), 0o644); err != nil {
 		return err
 	}
-	entry := Entry{Status: Valid, Expires: signer.NotAfter, Reason: ReasonNone, Serial: serial, File: "unknown",
-		Subject: onelineName(signer.RawSubject)}
+	entry := Entry{Status: Valid, Expires: signer.NotAfter, Reason: ocspwire.ReasonNone, Serial: serial, File: "unknown",
+		Subject: onelineName(signer.Subject)}
 	if err := atomicfile.Write(l.Path(IndexFile), FormatIndex([]Entry{entry}), 0o644); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"staple/certs"
+	"staple/ocspwire"
 )
 
 // labNow is the fixed clock of the tests' labs.
@@ -65,7 +66,7 @@ func TestInitLayout(t *testing.T) {
 	if !slices.Equal(s.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}) || s.IsCA {
 		t.Errorf("signer EKU %v, CA %v", s.ExtKeyUsage, s.IsCA)
 	}
-	if !slices.ContainsFunc(s.Extensions, func(e pkix.Extension) bool { return e.Id.Equal(oidOCSPNoCheck) }) {
+	if !slices.ContainsFunc(s.Extensions, func(e pkix.Extension) bool { return e.Id.Equal(ocspwire.OIDNoCheck) }) {
 		t.Error("signer lacks ocsp-nocheck")
 	}
 	if s.SerialNumber.Cmp(big.NewInt(0x1000)) != 0 {
@@ -220,10 +221,10 @@ func TestRevoke(t *testing.T) {
 		opts RevokeOptions
 		line string // revocation column
 	}{
-		{"no reason", RevokeOptions{Reason: ReasonNone}, "261125120000Z"},
-		{"superseded at a time", RevokeOptions{Reason: ReasonSuperseded, Time: at}, "261124100000Z,superseded"},
-		{"hold", RevokeOptions{Reason: ReasonCertificateHold, HoldInstruction: HoldInstructionCallIssuer}, "261125120000Z,holdInstruction,holdInstructionCallIssuer"},
-		{"key compromise with date", RevokeOptions{Reason: ReasonKeyCompromise, InvalidityDate: at}, "261125120000Z,keyTime,20261124100000Z"},
+		{"no reason", RevokeOptions{Reason: ocspwire.ReasonNone}, "261125120000Z"},
+		{"superseded at a time", RevokeOptions{Reason: ocspwire.ReasonSuperseded, Time: at}, "261124100000Z,superseded"},
+		{"hold", RevokeOptions{Reason: ocspwire.ReasonCertificateHold, HoldInstruction: ocspwire.HoldInstructionCallIssuer}, "261125120000Z,holdInstruction,holdInstructionCallIssuer"},
+		{"key compromise with date", RevokeOptions{Reason: ocspwire.ReasonKeyCompromise, InvalidityDate: at}, "261125120000Z,keyTime,20261124100000Z"},
 		{"zero value", RevokeOptions{}, "261125120000Z,unspecified"},
 	}
 	for i, tt := range tests {
@@ -247,7 +248,7 @@ func TestRevoke(t *testing.T) {
 	if _, err := l.Revoke(big.NewInt(0x9999), RevokeOptions{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown serial: %v", err)
 	}
-	if _, err := l.Revoke(big.NewInt(0x1000), RevokeOptions{Reason: ReasonSuperseded, HoldInstruction: HoldInstructionReject}); err == nil {
+	if _, err := l.Revoke(big.NewInt(0x1000), RevokeOptions{Reason: ocspwire.ReasonSuperseded, HoldInstruction: ocspwire.HoldInstructionReject}); err == nil {
 		t.Error("a hold instruction without certificateHold was accepted")
 	}
 	if entries, _ := l.Entries(); entries[0].Status != Valid {

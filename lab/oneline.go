@@ -2,7 +2,6 @@ package lab
 
 import (
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"fmt"
 	"strings"
 )
@@ -25,28 +24,24 @@ var shortNames = map[string]string{
 	"0.9.2342.19200300.100.1.25": "DC",
 }
 
-// onelineName renders a DER Name as X509_NAME_oneline does, the form of index.txt's last column:
-// "/O=staple lab/CN=leaf.test". Bytes outside printable ASCII are written \xHH.
-func onelineName(rawName []byte) string {
-	var rdns pkix.RDNSequence
-	if rest, err := asn1.Unmarshal(rawName, &rdns); err != nil || len(rest) > 0 {
-		return "/"
-	}
+// onelineName renders a certificate's parsed name as X509_NAME_oneline does, the form of index.txt's last
+// column: "/O=staple lab/CN=leaf.test". Its attributes come in certificate order (pkix.Name.Names, which
+// lists those of a multi-valued RDN one after the other, as X509_NAME_oneline does). Bytes outside
+// printable ASCII are written \xHH.
+func onelineName(n pkix.Name) string {
 	var b strings.Builder
-	for _, rdn := range rdns {
-		for _, atv := range rdn {
-			name, ok := shortNames[atv.Type.String()]
-			if !ok {
-				name = atv.Type.String()
-			}
-			b.WriteString("/" + name + "=")
-			value := fmt.Sprint(atv.Value)
-			for i := 0; i < len(value); i++ {
-				if c := value[i]; c < 0x20 || c > 0x7e {
-					fmt.Fprintf(&b, "\\x%02X", c)
-				} else {
-					b.WriteByte(c)
-				}
+	for _, atv := range n.Names {
+		name, ok := shortNames[atv.Type.String()]
+		if !ok {
+			name = atv.Type.String()
+		}
+		b.WriteString("/" + name + "=")
+		value := fmt.Sprint(atv.Value)
+		for i := 0; i < len(value); i++ {
+			if c := value[i]; c < 0x20 || c > 0x7e {
+				fmt.Fprintf(&b, "\\x%02X", c)
+			} else {
+				b.WriteByte(c)
 			}
 		}
 	}

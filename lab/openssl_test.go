@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
 	"math/big"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -105,15 +107,15 @@ func TestOpenSSLCAWritesStapleReads(t *testing.T) {
 	}{
 		{"good.test", ocsp.Good, 0, nil},
 		{"key.test", ocsp.Revoked, ocsp.KeyCompromise, nil},
-		{"hold.test", ocsp.Revoked, ocsp.CertificateHold, oidHoldInstruction},
-		{"compromised.test", ocsp.Revoked, ocsp.KeyCompromise, oidInvalidityDate},
-		{"ca-compromised.test", ocsp.Revoked, ocsp.CACompromise, oidInvalidityDate},
+		{"hold.test", ocsp.Revoked, ocsp.CertificateHold, ocspwire.OIDHoldInstructionCode},
+		{"compromised.test", ocsp.Revoked, ocsp.KeyCompromise, ocspwire.OIDInvalidityDate},
+		{"ca-compromised.test", ocsp.Revoked, ocsp.CACompromise, ocspwire.OIDInvalidityDate},
 		{"old.test", ocsp.Unknown, 0, nil}, // an E row after -updatedb
 	}
 	for _, tt := range tests {
 		t.Run(tt.cn, func(t *testing.T) {
 			c := certs[tt.cn]
-			req := &responder.Request{CertIDs: []responder.CertID{certIDFor(t, l.CA, c.SerialNumber, crypto.SHA1)}}
+			req := &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{certIDFor(t, l.CA, c.SerialNumber, crypto.SHA1)}}}
 			resp, err := src.Response(context.Background(), req)
 			if err != nil {
 				t.Fatal(err)
@@ -138,7 +140,7 @@ func TestOpenSSLCAWritesStapleReads(t *testing.T) {
 	for _, e := range entries {
 		byCN[strings.TrimPrefix(e.Subject, "/CN=")] = e
 	}
-	if e := byCN["hold.test"]; !e.HoldInstruction.Equal(HoldInstructionCallIssuer) {
+	if e := byCN["hold.test"]; !e.HoldInstruction.Equal(ocspwire.HoldInstructionCallIssuer) {
 		t.Errorf("hold row: %+v", e)
 	}
 	if e := byCN["ca-compromised.test"]; !e.InvalidityDate.Equal(date("2026-11-21T12:00:00Z")) {
@@ -178,11 +180,11 @@ func TestOpenSSLOCSPReadsStapleIndex(t *testing.T) {
 		status string
 	}{
 		{"good.test", nil, " good"},
-		{"none.test", &RevokeOptions{Reason: ReasonNone, Time: at}, " revoked"},
-		{"superseded.test", &RevokeOptions{Reason: ReasonSuperseded}, "Reason: superseded"},
-		{"hold.test", &RevokeOptions{Reason: ReasonCertificateHold, HoldInstruction: HoldInstructionReject}, "Reason: certificateHold"},
-		{"key.test", &RevokeOptions{Reason: ReasonKeyCompromise, InvalidityDate: at}, "Reason: keyCompromise"},
-		{"ca.test", &RevokeOptions{Reason: ReasonCACompromise, InvalidityDate: at}, "Reason: cACompromise"},
+		{"none.test", &RevokeOptions{Reason: ocspwire.ReasonNone, Time: at}, " revoked"},
+		{"superseded.test", &RevokeOptions{Reason: ocspwire.ReasonSuperseded}, "Reason: superseded"},
+		{"hold.test", &RevokeOptions{Reason: ocspwire.ReasonCertificateHold, HoldInstruction: ocspwire.HoldInstructionReject}, "Reason: certificateHold"},
+		{"key.test", &RevokeOptions{Reason: ocspwire.ReasonKeyCompromise, InvalidityDate: at}, "Reason: keyCompromise"},
+		{"ca.test", &RevokeOptions{Reason: ocspwire.ReasonCACompromise, InvalidityDate: at}, "Reason: cACompromise"},
 		{"openssl-revokes.test", nil, "Reason: affiliationChanged"},
 	}
 	var certArgs []string
@@ -210,7 +212,7 @@ func TestOpenSSLOCSPReadsStapleIndex(t *testing.T) {
 		if !strings.Contains(section, r.status) {
 			t.Errorf("%s: openssl says %q, want %q", r.cn, section, r.status)
 		}
-		if r.opts != nil && r.opts.Reason == ReasonNone && strings.Contains(section, "Reason") {
+		if r.opts != nil && r.opts.Reason == ocspwire.ReasonNone && strings.Contains(section, "Reason") {
 			t.Errorf("%s: a reason appeared: %q", r.cn, section)
 		}
 	}
@@ -237,8 +239,8 @@ func statusSection(out, file string) string {
 	return section
 }
 
-// TestSignResponseOpenSSL has openssl verify responses of every key type and ResponderID form, with several
-// SingleResponses and a nonce.
+// TestSignResponseOpenSSL has openssl verify responses ocspwire.Sign writes with a lab's keys, of every key
+// type and ResponderID form, with several SingleResponses and a nonce.
 func TestSignResponseOpenSSL(t *testing.T) {
 	for _, kt := range []KeyType{KeyECDSA, KeyRSA, KeyEd25519} {
 		for _, byKey := range []bool{false, true} {
@@ -250,13 +252,20 @@ func TestSignResponseOpenSSL(t *testing.T) {
 					t.Fatal(err)
 				}
 				now := time.Now().UTC().Truncate(time.Second)
-				data := ResponseData{ProducedAt: now, ByKey: byKey, Nonce: []byte{0x04, 0x02, 0xca, 0xfe}, Responses: []SingleResponse{
-					{CertID: certIDFor(t, l.CA, good.Cert.SerialNumber, crypto.SHA1), Status: CertGood, ThisUpdate: now, NextUpdate: now.Add(time.Hour)},
-					{CertID: certIDFor(t, l.CA, big.NewInt(0x4242), crypto.SHA256), Status: CertRevoked, RevokedAt: now.Add(-time.Hour),
-						Reason: ReasonKeyCompromise, InvalidityDate: now.Add(-2 * time.Hour), ThisUpdate: now, NextUpdate: now.Add(time.Hour)},
-					{CertID: certIDFor(t, l.CA, big.NewInt(0x4343), crypto.SHA1), Status: CertUnknown, ThisUpdate: now},
-				}}
-				raw, err := SignResponse(data, l.Signer, l.SignerKey, []*x509.Certificate{l.Signer})
+				rid, err := ocspwire.NewResponderID(l.Signer, byKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data := ocspwire.ResponseData{ProducedAt: now, ResponderID: rid,
+					Extensions: []pkix.Extension{{Id: ocspwire.OIDNonce, Value: []byte{0x04, 0x02, 0xca, 0xfe}}},
+					Responses: []ocspwire.SingleResponse{
+						{CertID: certIDFor(t, l.CA, good.Cert.SerialNumber, crypto.SHA1), Status: ocspwire.Good, ThisUpdate: now, NextUpdate: now.Add(time.Hour)},
+						{CertID: certIDFor(t, l.CA, big.NewInt(0x4242), crypto.SHA256), Status: ocspwire.Revoked, RevokedAt: now.Add(-time.Hour),
+							Reason: ocspwire.ReasonKeyCompromise, Extensions: []pkix.Extension{ocspwire.InvalidityDateExtension(now.Add(-2 * time.Hour))},
+							ThisUpdate: now, NextUpdate: now.Add(time.Hour)},
+						{CertID: certIDFor(t, l.CA, big.NewInt(0x4343), crypto.SHA1), Status: ocspwire.Unknown, ThisUpdate: now},
+					}}
+				raw, err := ocspwire.Sign(data, ocspwire.SignOptions{Key: l.SignerKey, Certs: []*x509.Certificate{l.Signer}})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"math/big"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -94,7 +96,7 @@ type Source struct {
 	signer   *x509.Certificate
 	certs    []*x509.Certificate // embedded in responses
 	validity time.Duration
-	hashes   map[crypto.Hash][2][]byte // issuer name and key hash per CertID hash
+	ids      map[crypto.Hash]ocspwire.CertID // the issuer's CertID per hash, without a serial
 
 	rogue    *x509.Certificate // the wrong-signer fault's: same name as the signer, a key nobody authorized
 	rogueKey crypto.Signer
@@ -120,7 +122,7 @@ type cacheKey struct {
 }
 
 type presigned struct {
-	id        responder.CertID
+	id        ocspwire.CertID
 	row       Entry // the row it was signed from
 	resp      *responder.Response
 	refreshAt time.Time
@@ -148,13 +150,13 @@ func NewSource(cfg SourceConfig) (*Source, error) {
 	if !bytes.Equal(s.signer.Raw, cfg.Issuer.Raw) {
 		s.certs = []*x509.Certificate{s.signer}
 	}
-	spk, err := subjectPublicKey(cfg.Issuer.RawSubjectPublicKeyInfo)
-	if err != nil {
-		return nil, err
-	}
-	s.hashes = make(map[crypto.Hash][2][]byte)
+	s.ids = make(map[crypto.Hash]ocspwire.CertID)
 	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256, crypto.SHA384, crypto.SHA512} {
-		s.hashes[h] = [2][]byte{digest(h, cfg.Issuer.RawSubject), digest(h, spk)}
+		id, err := ocspwire.NewCertID(cfg.Issuer, nil, h)
+		if err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		s.ids[h] = id
 	}
 	if err := s.makeRogue(); err != nil {
 		return nil, err
@@ -176,8 +178,8 @@ func checkSigner(issuer, signer *x509.Certificate, key crypto.Signer) error {
 	if !ok || !pub.Equal(key.Public()) {
 		return fmt.Errorf("lab: the signing key does not belong to %q", signer.Subject)
 	}
-	if _, _, err := signatureAlgorithm(key.Public()); err != nil {
-		return err
+	if _, err := ocspwire.SchemeFor(key.Public(), 0, 0); err != nil {
+		return fmt.Errorf("lab: %w", err)
 	}
 	if bytes.Equal(signer.Raw, issuer.Raw) {
 		return nil
@@ -189,12 +191,6 @@ func checkSigner(issuer, signer *x509.Certificate, key crypto.Signer) error {
 		return fmt.Errorf("%w: %q lacks the OCSPSigning extended key usage", ErrSignerNotAuthorized, signer.Subject)
 	}
 	return nil
-}
-
-func digest(h crypto.Hash, data []byte) []byte {
-	d := h.New()
-	d.Write(data)
-	return d.Sum(nil)
 }
 
 // makeRogue makes the wrong-signer fault's certificate: self-signed, with the real signer's name and the
@@ -312,15 +308,14 @@ func (s *Source) resignChanged(st *indexState) int {
 // request for each is already answered from memory. It returns how many it signed.
 func (s *Source) Presign(ctx context.Context) (int, error) {
 	st := s.current()
-	h := s.hashes[crypto.SHA1]
 	now := s.now()
 	n := 0
 	for _, row := range st.rows {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		id := responder.CertID{HashAlgorithm: responder.HashOID(crypto.SHA1), Hash: crypto.SHA1,
-			NameHash: h[0], KeyHash: h[1], Serial: row.Serial}
+		id := s.ids[crypto.SHA1]
+		id.Serial = row.Serial
 		if _, err := s.fill(st, id, now); err != nil {
 			return n, err
 		}
@@ -333,7 +328,7 @@ func (s *Source) Presign(ctx context.Context) (int, error) {
 func (s *Source) Response(_ context.Context, req *responder.Request) (*responder.Response, error) {
 	for _, id := range req.CertIDs {
 		if !s.ours(id) {
-			return nil, fmt.Errorf("%w: serial %s of another issuer", responder.ErrUnauthorized, id.SerialKey())
+			return nil, fmt.Errorf("%w: serial %s of another issuer", responder.ErrUnauthorized, responder.SerialKey(id.Serial))
 		}
 	}
 	st := s.current()
@@ -344,17 +339,17 @@ func (s *Source) Response(_ context.Context, req *responder.Request) (*responder
 	return s.signFresh(st, req, now)
 }
 
-func (s *Source) ours(id responder.CertID) bool {
-	h, ok := s.hashes[id.Hash]
-	return ok && bytes.Equal(id.NameHash, h[0]) && bytes.Equal(id.KeyHash, h[1])
+func (s *Source) ours(id ocspwire.CertID) bool {
+	mine, ok := s.ids[id.Hash]
+	return ok && mine.SameIssuer(id)
 }
 
-func (s *Source) presignedResponse(st *indexState, id responder.CertID, now time.Time) (*responder.Response, error) {
-	key := cacheKey{id.Hash, id.SerialKey()}
+func (s *Source) presignedResponse(st *indexState, id ocspwire.CertID, now time.Time) (*responder.Response, error) {
+	key := cacheKey{id.Hash, responder.SerialKey(id.Serial)}
 	row, known := st.rows[key.serial]
 	if !known {
 		// Not cached: a client asking for random serials must not grow memory.
-		return s.signFresh(st, &responder.Request{CertIDs: []responder.CertID{id}}, now)
+		return s.signFresh(st, &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{id}}}, now)
 	}
 	s.mu.RLock()
 	p := s.cache[key]
@@ -370,8 +365,8 @@ func (p *presigned) fresh(row Entry, now time.Time) bool {
 }
 
 // fill signs the response for id from st into the cache, unless another goroutine just did.
-func (s *Source) fill(st *indexState, id responder.CertID, now time.Time) (*responder.Response, error) {
-	key := cacheKey{id.Hash, id.SerialKey()}
+func (s *Source) fill(st *indexState, id ocspwire.CertID, now time.Time) (*responder.Response, error) {
+	key := cacheKey{id.Hash, responder.SerialKey(id.Serial)}
 	row := st.rows[key.serial]
 	s.fillMu.Lock()
 	defer s.fillMu.Unlock()
@@ -383,9 +378,9 @@ func (s *Source) fill(st *indexState, id responder.CertID, now time.Time) (*resp
 	}
 	thisUpdate := now.UTC().Truncate(time.Second)
 	nextUpdate := thisUpdate.Add(s.validity)
-	data := ResponseData{ProducedAt: thisUpdate, ByKey: s.cfg.ByKey,
-		Responses: []SingleResponse{singleFor(id, row, true, thisUpdate, nextUpdate)}}
-	raw, err := signResponse(data, s.signer, s.cfg.Key, s.certs, false)
+	data := ocspwire.ResponseData{ProducedAt: thisUpdate,
+		Responses: []ocspwire.SingleResponse{singleFor(id, row, true, thisUpdate, nextUpdate)}}
+	raw, err := s.sign(data, s.signer, ocspwire.SignOptions{Key: s.cfg.Key, Certs: s.certs})
 	if err != nil {
 		return nil, err
 	}
@@ -397,23 +392,39 @@ func (s *Source) fill(st *indexState, id responder.CertID, now time.Time) (*resp
 	return p.resp, nil
 }
 
-// singleFor answers id from row: V good, R revoked, E and absent rows unknown.
-func singleFor(id responder.CertID, row Entry, known bool, thisUpdate, nextUpdate time.Time) SingleResponse {
-	sr := SingleResponse{CertID: id, Status: CertUnknown, Reason: ReasonNone, ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
+// singleFor answers id from row: V good, R revoked (with the invalidityDate and holdInstructionCode
+// singleExtensions openssl ocsp writes), E and absent rows unknown.
+func singleFor(id ocspwire.CertID, row Entry, known bool, thisUpdate, nextUpdate time.Time) ocspwire.SingleResponse {
+	sr := ocspwire.SingleResponse{CertID: id, Status: ocspwire.Unknown, Reason: ocspwire.ReasonNone, ThisUpdate: thisUpdate, NextUpdate: nextUpdate}
 	if !known {
 		return sr
 	}
 	switch row.Status {
 	case Valid:
-		sr.Status = CertGood
+		sr.Status = ocspwire.Good
 	case Revoked:
-		sr.Status = CertRevoked
-		sr.RevokedAt = row.RevokedAt
-		sr.Reason = row.Reason
-		sr.HoldInstruction = row.HoldInstruction
-		sr.InvalidityDate = row.InvalidityDate
+		sr.Status, sr.RevokedAt, sr.Reason = ocspwire.Revoked, row.RevokedAt, row.Reason
+		if !row.InvalidityDate.IsZero() {
+			sr.Extensions = append(sr.Extensions, ocspwire.InvalidityDateExtension(row.InvalidityDate))
+		}
+		if row.HoldInstruction != nil {
+			sr.Extensions = append(sr.Extensions, ocspwire.HoldInstructionExtension(row.HoldInstruction))
+		}
 	}
 	return sr
+}
+
+// sign signs data as signer, named by name or by key as the configuration says.
+func (s *Source) sign(data ocspwire.ResponseData, signer *x509.Certificate, o ocspwire.SignOptions) ([]byte, error) {
+	var err error
+	if data.ResponderID, err = ocspwire.NewResponderID(signer, s.cfg.ByKey); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	raw, err := ocspwire.Sign(data, o)
+	if err != nil {
+		return nil, fmt.Errorf("lab: signing the response: %w", err)
+	}
+	return raw, nil
 }
 
 // notYetValidBy is how far in the future the not-yet-valid fault puts thisUpdate: beyond any client's skew.
@@ -424,7 +435,10 @@ func (s *Source) signFresh(st *indexState, req *responder.Request, now time.Time
 	produced := now.UTC().Truncate(time.Second)
 	thisUpdate, nextUpdate := produced, produced.Add(s.validity)
 	signer, key, certs := s.signer, s.cfg.Key, s.certs
-	nonce := req.Nonce
+	var exts []pkix.Extension
+	if req.Nonce != nil {
+		exts = []pkix.Extension{{Id: ocspwire.OIDNonce, Value: req.Nonce}} // echoed verbatim
+	}
 	switch req.Fault.Kind {
 	case "", responder.FaultBadSignature, responder.FaultWrongSerial:
 	case responder.FaultExpired:
@@ -438,21 +452,22 @@ func (s *Source) signFresh(st *indexState, req *responder.Request, now time.Time
 	case responder.FaultWrongSigner:
 		signer, key, certs = s.rogue, s.rogueKey, []*x509.Certificate{s.rogue}
 	case responder.FaultWrongNonce:
-		nonce = make([]byte, 18)
-		nonce[0], nonce[1] = 0x04, 16 // an OCTET STRING of 16 random bytes, as clients send
-		rand.Read(nonce[2:])
+		nonce := make([]byte, 16) // as clients send
+		rand.Read(nonce)
+		exts = []pkix.Extension{ocspwire.NonceExtension(nonce)}
 	default:
 		return nil, fmt.Errorf("%w: %s", responder.ErrUnsupportedFault, req.Fault.Kind)
 	}
-	data := ResponseData{ProducedAt: produced, Nonce: nonce, ByKey: s.cfg.ByKey}
+	data := ocspwire.ResponseData{ProducedAt: produced, Extensions: exts}
 	for _, id := range req.CertIDs {
-		row, known := st.rows[id.SerialKey()]
+		row, known := st.rows[responder.SerialKey(id.Serial)]
 		if req.Fault.Kind == responder.FaultWrongSerial {
 			id.Serial = new(big.Int).Add(id.Serial, big.NewInt(1))
 		}
 		data.Responses = append(data.Responses, singleFor(id, row, known, thisUpdate, nextUpdate))
 	}
-	raw, err := signResponse(data, signer, key, certs, req.Fault.Kind == responder.FaultBadSignature)
+	raw, err := s.sign(data, signer, ocspwire.SignOptions{Key: key, Certs: certs,
+		CorruptSignature: req.Fault.Kind == responder.FaultBadSignature})
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"staple/internal/atomicfile"
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -34,15 +35,19 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// certIDFor is the CertID a client would send for serial under issuer.
-func certIDFor(t testing.TB, issuer *x509.Certificate, serial *big.Int, h crypto.Hash) responder.CertID {
+// certIDFor is the CertID a client would send for serial under issuer, as x/crypto/ocsp computes it.
+func certIDFor(t testing.TB, issuer *x509.Certificate, serial *big.Int, h crypto.Hash) ocspwire.CertID {
 	t.Helper()
-	spk, err := subjectPublicKey(issuer.RawSubjectPublicKeyInfo)
+	der, err := ocsp.CreateRequest(&x509.Certificate{SerialNumber: serial}, issuer, &ocsp.RequestOptions{Hash: h})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return responder.CertID{HashAlgorithm: responder.HashOID(h), Hash: h, NameHash: digest(h, issuer.RawSubject),
-		KeyHash: digest(h, spk), Serial: serial}
+	x, err := ocsp.ParseRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ocspwire.CertID{HashAlgorithm: ocspwire.HashOID(h), Hash: h, IssuerNameHash: x.IssuerNameHash,
+		IssuerKeyHash: x.IssuerKeyHash, Serial: serial}
 }
 
 type sourceFixture struct {
@@ -63,12 +68,12 @@ func newSourceFixture(t *testing.T) *sourceFixture {
 		}
 		f.leaves = append(f.leaves, is)
 	}
-	if _, err := f.lab.Revoke(f.leaves[1].Cert.SerialNumber, RevokeOptions{Reason: ReasonKeyCompromise,
+	if _, err := f.lab.Revoke(f.leaves[1].Cert.SerialNumber, RevokeOptions{Reason: ocspwire.ReasonKeyCompromise,
 		Time: labNow.Add(-time.Hour), InvalidityDate: labNow.Add(-48 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.lab.Revoke(f.leaves[2].Cert.SerialNumber, RevokeOptions{Reason: ReasonCertificateHold,
-		HoldInstruction: HoldInstructionReject}); err != nil {
+	if _, err := f.lab.Revoke(f.leaves[2].Cert.SerialNumber, RevokeOptions{Reason: ocspwire.ReasonCertificateHold,
+		HoldInstruction: ocspwire.HoldInstructionReject}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := f.lab.SourceConfig()
@@ -90,7 +95,7 @@ func (f *sourceFixture) ask(t *testing.T, req *responder.Request) *responder.Res
 }
 
 func (f *sourceFixture) one(t *testing.T, serial *big.Int) *responder.Request {
-	return &responder.Request{CertIDs: []responder.CertID{certIDFor(t, f.lab.CA, serial, crypto.SHA1)}}
+	return &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{certIDFor(t, f.lab.CA, serial, crypto.SHA1)}}}
 }
 
 func TestSourceStatuses(t *testing.T) {
@@ -106,13 +111,13 @@ func TestSourceStatuses(t *testing.T) {
 		{"good", f.leaves[0].Cert.SerialNumber, crypto.SHA1, ocsp.Good, 0, nil},
 		{"good by SHA-256", f.leaves[0].Cert.SerialNumber, crypto.SHA256, ocsp.Good, 0, nil},
 		{"the signer itself", f.lab.Signer.SerialNumber, crypto.SHA1, ocsp.Good, 0, nil},
-		{"revoked with invalidity date", f.leaves[1].Cert.SerialNumber, crypto.SHA1, ocsp.Revoked, ocsp.KeyCompromise, []asn1.ObjectIdentifier{oidInvalidityDate}},
-		{"on hold", f.leaves[2].Cert.SerialNumber, crypto.SHA384, ocsp.Revoked, ocsp.CertificateHold, []asn1.ObjectIdentifier{oidHoldInstruction}},
+		{"revoked with invalidity date", f.leaves[1].Cert.SerialNumber, crypto.SHA1, ocsp.Revoked, ocsp.KeyCompromise, []asn1.ObjectIdentifier{ocspwire.OIDInvalidityDate}},
+		{"on hold", f.leaves[2].Cert.SerialNumber, crypto.SHA384, ocsp.Revoked, ocsp.CertificateHold, []asn1.ObjectIdentifier{ocspwire.OIDHoldInstructionCode}},
 		{"not in the index", big.NewInt(0x9999), crypto.SHA1, ocsp.Unknown, 0, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := &responder.Request{CertIDs: []responder.CertID{certIDFor(t, f.lab.CA, tt.serial, tt.hash)}}
+			req := &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{certIDFor(t, f.lab.CA, tt.serial, tt.hash)}}}
 			resp := f.ask(t, req)
 			r, err := ocsp.ParseResponse(resp.Raw, f.lab.CA)
 			if err != nil {
@@ -155,18 +160,18 @@ func TestSourceUnauthorized(t *testing.T) {
 	other := newTestLab(t, KeyECDSA)
 	tests := []struct {
 		name string
-		ids  []responder.CertID
+		ids  []ocspwire.CertID
 	}{
-		{"another issuer", []responder.CertID{certIDFor(t, other.CA, big.NewInt(0x1001), crypto.SHA1)}},
-		{"our root", []responder.CertID{certIDFor(t, f.lab.Root, big.NewInt(0x1001), crypto.SHA1)}},
-		{"ours and another", []responder.CertID{certIDFor(t, f.lab.CA, big.NewInt(0x1001), crypto.SHA1),
+		{"another issuer", []ocspwire.CertID{certIDFor(t, other.CA, big.NewInt(0x1001), crypto.SHA1)}},
+		{"our root", []ocspwire.CertID{certIDFor(t, f.lab.Root, big.NewInt(0x1001), crypto.SHA1)}},
+		{"ours and another", []ocspwire.CertID{certIDFor(t, f.lab.CA, big.NewInt(0x1001), crypto.SHA1),
 			certIDFor(t, other.CA, big.NewInt(0x1001), crypto.SHA1)}},
-		{"unknown hash", []responder.CertID{{HashAlgorithm: asn1.ObjectIdentifier{1, 2, 3}, NameHash: []byte{1},
-			KeyHash: []byte{2}, Serial: big.NewInt(0x1001)}}},
+		{"unknown hash", []ocspwire.CertID{{HashAlgorithm: asn1.ObjectIdentifier{1, 2, 3}, IssuerNameHash: []byte{1},
+			IssuerKeyHash: []byte{2}, Serial: big.NewInt(0x1001)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := f.src.Response(context.Background(), &responder.Request{CertIDs: tt.ids})
+			_, err := f.src.Response(context.Background(), &responder.Request{Request: ocspwire.Request{CertIDs: tt.ids}})
 			if !errors.Is(err, responder.ErrUnauthorized) {
 				t.Fatalf("err = %v, want ErrUnauthorized", err)
 			}
@@ -193,8 +198,8 @@ func TestSourcePresignsAndRefreshes(t *testing.T) {
 	}
 	// A SHA-256 request has its own pre-signed response.
 	id256 := certIDFor(t, f.lab.CA, good, crypto.SHA256)
-	r1 := f.ask(t, &responder.Request{CertIDs: []responder.CertID{id256}})
-	if r2 := f.ask(t, &responder.Request{CertIDs: []responder.CertID{id256}}); r1 != r2 || bytes.Equal(r1.Raw, later.Raw) {
+	r1 := f.ask(t, &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{id256}}})
+	if r2 := f.ask(t, &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{id256}}}); r1 != r2 || bytes.Equal(r1.Raw, later.Raw) {
 		t.Error("SHA-256 responses are not cached apart from SHA-1 ones")
 	}
 }
@@ -210,7 +215,7 @@ func TestSourceRevocationIsImmediate(t *testing.T) {
 	if r, _ := ocsp.ParseResponse(f.ask(t, f.one(t, good)).Raw, f.lab.CA); r.Status != ocsp.Good {
 		t.Fatalf("before: %d", r.Status)
 	}
-	if _, err := f.lab.Revoke(good, RevokeOptions{Reason: ReasonSuperseded}); err != nil {
+	if _, err := f.lab.Revoke(good, RevokeOptions{Reason: ocspwire.ReasonSuperseded}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := ocsp.ParseResponse(f.ask(t, f.one(t, good)).Raw, f.lab.CA)
@@ -258,9 +263,9 @@ func TestSourceFreshAnswers(t *testing.T) {
 	f := newSourceFixture(t)
 	good, revoked := f.leaves[0].Cert.SerialNumber, f.leaves[1].Cert.SerialNumber
 	nonce := []byte{0x04, 0x03, 1, 2, 3}
-	req := &responder.Request{Nonce: nonce, CertIDs: []responder.CertID{
+	req := &responder.Request{Request: ocspwire.Request{Nonce: nonce, CertIDs: []ocspwire.CertID{
 		certIDFor(t, f.lab.CA, good, crypto.SHA1), certIDFor(t, f.lab.CA, revoked, crypto.SHA256),
-		certIDFor(t, f.lab.CA, big.NewInt(0x7777), crypto.SHA1)}}
+		certIDFor(t, f.lab.CA, big.NewInt(0x7777), crypto.SHA1)}}}
 	resp := f.ask(t, req)
 	gotNonce, singles := inspectResponse(t, resp.Raw)
 	if !bytes.Equal(gotNonce, nonce) || singles != 3 {
@@ -464,7 +469,7 @@ func inspectResponse(t *testing.T, der []byte) ([]byte, int) {
 		if !seq.ReadASN1(&ext, cbasn1.SEQUENCE) || !ext.ReadASN1ObjectIdentifier(&id) || !ext.ReadASN1(&value, cbasn1.OCTET_STRING) {
 			t.Fatal("bad extension")
 		}
-		if id.Equal(responder.OIDNonce) {
+		if id.Equal(ocspwire.OIDNonce) {
 			return value, n
 		}
 	}

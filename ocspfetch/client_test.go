@@ -16,6 +16,7 @@ import (
 
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // responderFixture is a CA with a fake responder and a leaf whose AIA points at it.
@@ -160,7 +161,7 @@ func TestFetchFaults(t *testing.T) {
 				if err != nil || r == nil {
 					t.Fatalf("rejected: %v", err)
 				}
-				if r.Status != ocspfetch.Good || r.HTTP.URL != f.r.URL {
+				if r.Status != ocspwire.Good || r.HTTP.URL != f.r.URL {
 					t.Errorf("status %v from %q", r.Status, r.HTTP.URL)
 				}
 			case r != nil:

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // Verification errors. Verify wraps exactly one of these (with detail) so callers can test with errors.Is.
@@ -45,7 +47,7 @@ var (
 
 // ResponderStatusError is a response whose responseStatus was not successful.
 type ResponderStatusError struct {
-	Status int // the responseStatus value
+	Status ocspwire.ResponseStatus
 }
 
 func (e *ResponderStatusError) Error() string { return e.Unwrap().Error() }
@@ -54,18 +56,39 @@ func (e *ResponderStatusError) Error() string { return e.Unwrap().Error() }
 // define.
 func (e *ResponderStatusError) Unwrap() error {
 	switch e.Status {
-	case 1:
+	case ocspwire.MalformedRequest:
 		return ErrMalformedRequest
-	case 2:
+	case ocspwire.InternalError:
 		return ErrInternalError
-	case 3:
+	case ocspwire.TryLater:
 		return ErrTryLater
-	case 5:
+	case ocspwire.SigRequired:
 		return ErrSigRequired
-	case 6:
+	case ocspwire.Unauthorized:
 		return ErrUnauthorized
 	}
-	return fmt.Errorf("%w: responseStatus %d", ErrMalformed, e.Status)
+	return fmt.Errorf("%w: responseStatus %d", ErrMalformed, int(e.Status))
+}
+
+// fromWire returns an error of package ocspwire as one wrapping the sentinel of this package that callers
+// test for (keeping ocspwire's too): a non-successful responseStatus becomes a *ResponderStatusError.
+func fromWire(err error) error {
+	var se *ocspwire.StatusError
+	if errors.As(err, &se) {
+		return &ResponderStatusError{Status: se.Status}
+	}
+	for _, m := range []struct{ wire, ours error }{
+		{ocspwire.ErrUnsupportedType, ErrUnsupportedType},
+		{ocspwire.ErrMalformed, ErrMalformed},
+		{ocspwire.ErrUnsupportedHash, ErrUnsupportedHashAlgo},
+		{ocspwire.ErrUnsupportedSignature, ErrBadSignature},
+		{ocspwire.ErrBadSignature, ErrBadSignature},
+	} {
+		if errors.Is(err, m.wire) {
+			return fmt.Errorf("%w: %w", m.ours, err)
+		}
+	}
+	return err
 }
 
 // HTTPError is a responder answering with an HTTP status other than 200.

@@ -8,6 +8,7 @@ import (
 
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // exampleT stands in for the *testing.T that testpki wants, in examples.
@@ -16,14 +17,14 @@ var exampleT testing.TB = &testing.T{}
 func ExampleVerify() {
 	ca := testpki.NewRoot(exampleT, "Example CA", testpki.ECDSAP256)
 	leaf := ca.Issue(exampleT, testpki.LeafOptions{})
-	der := ca.Respond(exampleT, leaf.Cert, testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1})
+	der := ca.Respond(exampleT, leaf.Cert, testpki.ResponseOptions{Status: ocspwire.Revoked, Reason: 1})
 
 	r, err := ocspfetch.Verify(der, leaf.Cert, ca.Cert, testpki.Epoch(), ocspfetch.VerifyOptions{})
 	if err != nil {
 		fmt.Println("rejected:", ocspfetch.Reason(err))
 		return
 	}
-	fmt.Println(r.Status, ocspfetch.ReasonName(r.RevocationReason), r.NextUpdate.Format(time.RFC3339))
+	fmt.Println(r.Status, ocspwire.ReasonName(r.RevocationReason), r.NextUpdate.Format(time.RFC3339))
 
 	// One day later the same bytes have expired.
 	_, err = ocspfetch.Verify(der, leaf.Cert, ca.Cert, testpki.Epoch().Add(24*time.Hour), ocspfetch.VerifyOptions{})

@@ -18,6 +18,7 @@ import (
 
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // opensslLab is a CA whose index.txt an `openssl ocsp` responder serves.
@@ -150,11 +151,11 @@ func TestOpenSSLResponder(t *testing.T) {
 		url        string
 		leaf       *testpki.Leaf
 		client     func(c *ocspfetch.Client)
-		wantStatus ocspfetch.Status
+		wantStatus ocspwire.Status
 		wantMethod string
 		check      func(t *testing.T, r *ocspfetch.Response)
 	}{
-		{name: "good, delegated, GET", url: delegated, leaf: l.good, wantStatus: ocspfetch.Good, wantMethod: "GET", check: func(t *testing.T, r *ocspfetch.Response) {
+		{name: "good, delegated, GET", url: delegated, leaf: l.good, wantStatus: ocspwire.Good, wantMethod: "GET", check: func(t *testing.T, r *ocspfetch.Response) {
 			if r.SignerIsIssuer || r.Signer.SerialNumber.Cmp(signer.Cert.SerialNumber) != 0 {
 				t.Errorf("signer %q", r.Signer.Subject.CommonName)
 			}
@@ -162,20 +163,20 @@ func TestOpenSSLResponder(t *testing.T) {
 				t.Errorf("validity %v, want -nmin 5", d)
 			}
 		}},
-		{name: "good, delegated, POST", url: delegated + "/" + strings.Repeat("p", 250), leaf: l.good, wantStatus: ocspfetch.Good, wantMethod: "POST"},
-		{name: "revoked with reason and time", url: delegated, leaf: l.rev, wantStatus: ocspfetch.Revoked, wantMethod: "GET", check: func(t *testing.T, r *ocspfetch.Response) {
+		{name: "good, delegated, POST", url: delegated + "/" + strings.Repeat("p", 250), leaf: l.good, wantStatus: ocspwire.Good, wantMethod: "POST"},
+		{name: "revoked with reason and time", url: delegated, leaf: l.rev, wantStatus: ocspwire.Revoked, wantMethod: "GET", check: func(t *testing.T, r *ocspfetch.Response) {
 			if !r.HasReason || r.RevocationReason != 1 || !r.RevokedAt.Equal(l.revokedAt) {
 				t.Errorf("reason %v %d at %v, want keyCompromise at %v", r.HasReason, r.RevocationReason, r.RevokedAt, l.revokedAt)
 			}
 		}},
-		{name: "unknown serial", url: delegated, leaf: l.unknown, wantStatus: ocspfetch.Unknown, wantMethod: "GET"},
-		{name: "issuer signed, embeds the issuer, no nextUpdate", url: issuerNoNext, leaf: l.good, wantStatus: ocspfetch.Good, wantMethod: "GET", check: func(t *testing.T, r *ocspfetch.Response) {
+		{name: "unknown serial", url: delegated, leaf: l.unknown, wantStatus: ocspwire.Unknown, wantMethod: "GET"},
+		{name: "issuer signed, embeds the issuer, no nextUpdate", url: issuerNoNext, leaf: l.good, wantStatus: ocspwire.Good, wantMethod: "GET", check: func(t *testing.T, r *ocspfetch.Response) {
 			if !r.SignerIsIssuer || !r.NextUpdate.IsZero() {
 				t.Errorf("issuer-signed %v, nextUpdate %v", r.SignerIsIssuer, r.NextUpdate)
 			}
 		}},
-		{name: "issuer signed, POST", url: issuerNoNext + "/" + strings.Repeat("p", 250), leaf: l.rev, wantStatus: ocspfetch.Revoked, wantMethod: "POST"},
-		{name: "byKey responder id, nonce echoed, SHA-256", url: byKey, leaf: l.good, wantStatus: ocspfetch.Good, wantMethod: "GET",
+		{name: "issuer signed, POST", url: issuerNoNext + "/" + strings.Repeat("p", 250), leaf: l.rev, wantStatus: ocspwire.Revoked, wantMethod: "POST"},
+		{name: "byKey responder id, nonce echoed, SHA-256", url: byKey, leaf: l.good, wantStatus: ocspwire.Good, wantMethod: "GET",
 			client: func(c *ocspfetch.Client) { c.Nonce, c.Hash = true, crypto.SHA256 },
 			check: func(t *testing.T, r *ocspfetch.Response) {
 				if r.CertIDHash != crypto.SHA256 || r.NextUpdate.Sub(r.ThisUpdate) != 24*time.Hour {
@@ -227,7 +228,7 @@ func TestOpenSSLResponderSignatureSchemes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Status != ocspfetch.Revoked || !r.SignerIsIssuer {
+			if r.Status != ocspwire.Revoked || !r.SignerIsIssuer {
 				t.Errorf("status %v, issuer-signed %v", r.Status, r.SignerIsIssuer)
 			}
 		})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 const realWorldDir = "../testdata/ocsp"
@@ -92,7 +93,7 @@ func TestRealWorldResponses(t *testing.T) {
 			if err != nil {
 				t.Fatalf("rejected at its own time: %v", err)
 			}
-			if r.Status != ocspfetch.Good || r.CertIDHash != crypto.SHA1 || !r.NextUpdate.Equal(rw.nextUpdate) {
+			if r.Status != ocspwire.Good || r.CertIDHash != crypto.SHA1 || !r.NextUpdate.Equal(rw.nextUpdate) {
 				t.Errorf("status %v hash %v nextUpdate %v", r.Status, r.CertIDHash, r.NextUpdate)
 			}
 			if rw.delegated == "" && !r.SignerIsIssuer || rw.delegated != "" && (r.SignerIsIssuer || r.Signer.Subject.CommonName != rw.delegated) {

@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"math/big"
 
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+	"staple/ocspwire"
 )
 
 // RequestOptions shapes an OCSP request.
@@ -51,52 +50,14 @@ func NewRequest(leaf, issuer *x509.Certificate, opts RequestOptions) (*Request, 
 	if h == 0 {
 		h = crypto.SHA1
 	}
-	oid, ok := oidFromHash(h)
-	if !ok || !h.Available() {
-		return nil, fmt.Errorf("%w: %v", ErrUnsupportedHashAlgo, h)
-	}
-	if n := len(opts.Nonce); opts.Nonce != nil && (n < 1 || n > 128) {
-		return nil, fmt.Errorf("ocspfetch: a nonce has 1 to 128 bytes, not %d", n)
-	}
-	keyBits, err := subjectPublicKeyBits(issuer)
+	id, err := ocspwire.NewCertID(issuer, leaf.SerialNumber, h)
 	if err != nil {
-		return nil, err
+		return nil, fromWire(err)
 	}
-	nh, kh := h.New(), h.New()
-	nh.Write(issuer.RawSubject)
-	kh.Write(keyBits)
-
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // OCSPRequest
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // TBSRequest
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // requestList
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // Request
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // CertID
-						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-							b.AddASN1ObjectIdentifier(oid)
-							b.AddASN1NULL()
-						})
-						b.AddASN1OctetString(nh.Sum(nil))
-						b.AddASN1OctetString(kh.Sum(nil))
-						b.AddASN1BigInt(leaf.SerialNumber)
-					})
-				})
-			})
-			if opts.Nonce != nil {
-				b.AddASN1(tag2C, func(b *cryptobyte.Builder) { // requestExtensions
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-							b.AddASN1ObjectIdentifier(oidNonce)
-							b.AddASN1(cbasn1.OCTET_STRING, func(b *cryptobyte.Builder) {
-								b.AddASN1OctetString(opts.Nonce)
-							})
-						})
-					})
-				})
-			}
-		})
-	})
-	der, err := b.Bytes()
+	if n := len(opts.Nonce); opts.Nonce != nil && (n < 1 || n > ocspwire.MaxNonceLen) {
+		return nil, fmt.Errorf("ocspfetch: a nonce has 1 to %d bytes, not %d", ocspwire.MaxNonceLen, n)
+	}
+	der, err := ocspwire.EncodeRequest([]ocspwire.CertID{id}, opts.Nonce)
 	if err != nil {
 		return nil, fmt.Errorf("ocspfetch: encoding the request: %w", err)
 	}

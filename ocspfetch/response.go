@@ -5,35 +5,17 @@ import (
 	"crypto/x509"
 	"math/big"
 	"time"
+
+	"staple/ocspwire"
 )
-
-// Status is the certificate status a verified response asserts. The values match golang.org/x/crypto/ocsp.
-type Status int
-
-const (
-	Good    Status = 0
-	Revoked Status = 1
-	Unknown Status = 2
-)
-
-func (s Status) String() string {
-	switch s {
-	case Good:
-		return "good"
-	case Revoked:
-		return "revoked"
-	case Unknown:
-		return "unknown"
-	}
-	return "invalid"
-}
 
 // Response is an OCSP response that passed Verify for one certificate. Nothing else in staple builds one,
 // so holding a *Response means holding bytes that were verified (at the time given by Verified).
 type Response struct {
 	// Raw is the DER OCSPResponse exactly as received: the bytes to staple.
-	Raw    []byte
-	Status Status
+	Raw []byte
+	// Status is the certificate status the response asserts.
+	Status ocspwire.Status
 	Serial *big.Int
 	// CertIDHash is the hash algorithm of the matching SingleResponse's CertID.
 	CertIDHash crypto.Hash

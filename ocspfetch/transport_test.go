@@ -14,6 +14,7 @@ import (
 
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // roundTripper answers every request with one canned response, and records the requests.
@@ -141,7 +142,7 @@ func TestProxy(t *testing.T) {
 	proxyURL, _ := url.Parse(proxy.URL)
 	c := &ocspfetch.Client{Now: testpki.Epoch, Proxy: http.ProxyURL(proxyURL)}
 	resp, err := c.Fetch(context.Background(), leaf.Cert, ca.Cert)
-	if err != nil || resp.Status != ocspfetch.Good {
+	if err != nil || resp.Status != ocspwire.Good {
 		t.Fatalf("through the proxy: %v", err)
 	}
 	mu.Lock()

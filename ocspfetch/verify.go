@@ -3,18 +3,14 @@ package ocspfetch
 import (
 	"bytes"
 	"crypto"
-	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
-
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+	"staple/ocspwire"
 )
 
 // DefaultSkew is the clock skew Verify tolerates on thisUpdate, producedAt and a delegated signer's validity
@@ -69,15 +65,15 @@ func Verify(der []byte, leaf, issuer *x509.Certificate, now time.Time, opts Veri
 	if leaf == nil || leaf.SerialNumber == nil {
 		return nil, fmt.Errorf("%w: no certificate given", ErrNoMatchingResponse)
 	}
-	p, err := parseResponse(der)
+	p, err := ocspwire.ParseResponse(der)
 	if err != nil {
-		return nil, err
+		return nil, fromWire(err)
 	}
 	signer, isIssuer, err := verifySigner(p, issuer, now, opts)
 	if err != nil {
 		return nil, err
 	}
-	single, err := matchSingle(p.responses, leaf, issuer)
+	single, err := matchSingle(p.Responses, leaf, issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -94,71 +90,45 @@ func Verify(der []byte, leaf, issuer *x509.Certificate, now time.Time, opts Veri
 	}
 	r := &Response{
 		Raw:            bytes.Clone(der),
-		Status:         single.status,
-		Serial:         single.serial,
-		CertIDHash:     hashFromOID(single.hashOID),
-		ProducedAt:     p.producedAt,
-		ThisUpdate:     single.thisUpdate,
-		NextUpdate:     single.nextUpdate,
+		Status:         single.Status,
+		Serial:         single.CertID.Serial,
+		CertIDHash:     single.CertID.Hash,
+		ProducedAt:     p.ProducedAt,
+		ThisUpdate:     single.ThisUpdate,
+		NextUpdate:     single.NextUpdate,
 		Signer:         signer,
 		SignerIsIssuer: isIssuer,
 		Verified:       now,
 	}
-	if single.status == Revoked {
-		r.RevokedAt, r.RevocationReason, r.HasReason = single.revokedAt, single.reason, single.hasReason
+	if single.Status == ocspwire.Revoked {
+		r.RevokedAt, r.RevocationReason, r.HasReason = single.RevokedAt, reasonCode(single.Reason), single.Reason != ocspwire.ReasonNone
 	}
 	return r, nil
 }
 
-// certIDHashes are the issuer's name and key hashes under one algorithm, computed once per Verify.
-type certIDHashes struct {
-	hash          crypto.Hash
-	name, keyHash []byte
-}
+// reasonCode is the RevocationReason of a Response: the code, or 0 when there is none.
+func reasonCode(r ocspwire.Reason) int { return max(int(r), 0) }
 
 // matchSingle returns the SingleResponse whose whole CertID (hash algorithm, issuer name hash, issuer key hash,
 // serial) names leaf under issuer. Several matching ones must agree.
-func matchSingle(singles []singleResponse, leaf, issuer *x509.Certificate) (*singleResponse, error) {
-	keyBits, err := subjectPublicKeyBits(issuer)
-	if err != nil {
-		return nil, err
-	}
-	var computed []certIDHashes
-	hashesFor := func(h crypto.Hash) certIDHashes {
-		for _, c := range computed {
-			if c.hash == h {
-				return c
-			}
-		}
-		nh, kh := h.New(), h.New()
-		nh.Write(issuer.RawSubject)
-		kh.Write(keyBits)
-		c := certIDHashes{hash: h, name: nh.Sum(nil), keyHash: kh.Sum(nil)}
-		computed = append(computed, c)
-		return c
-	}
-	var match *singleResponse
+func matchSingle(singles []ocspwire.SingleResponse, leaf, issuer *x509.Certificate) (*ocspwire.SingleResponse, error) {
+	var match *ocspwire.SingleResponse
 	unsupported := false
 	for i := range singles {
 		s := &singles[i]
-		h := hashFromOID(s.hashOID)
-		if h == 0 || !h.Available() {
+		if h := s.CertID.Hash; h == 0 || !h.Available() {
 			unsupported = true
 			continue
 		}
-		if s.serial.Cmp(leaf.SerialNumber) != 0 {
-			continue
-		}
-		want := hashesFor(h)
-		if !bytes.Equal(s.nameHash, want.name) || !bytes.Equal(s.keyHash, want.keyHash) {
+		if !s.CertID.Matches(issuer, leaf.SerialNumber) {
 			continue
 		}
 		if match == nil {
 			match = s
 			continue
 		}
-		if s.status != match.status || !s.revokedAt.Equal(match.revokedAt) || s.reason != match.reason {
-			return nil, fmt.Errorf("%w: %v and %v for serial %X", ErrDuplicateResponse, match.status, s.status, leaf.SerialNumber)
+		if s.Status != match.Status || !s.RevokedAt.Equal(match.RevokedAt) || reasonCode(s.Reason) != reasonCode(match.Reason) {
+			return nil, fmt.Errorf("%w: %v and %v for serial %X", ErrDuplicateResponse, match.Status, s.Status, leaf.SerialNumber)
 		}
 	}
 	switch {
@@ -174,35 +144,35 @@ func matchSingle(singles []singleResponse, leaf, issuer *x509.Certificate) (*sin
 
 // verifySigner finds the certificate that signed p and checks that it may: the issuer, a delegated responder
 // of the issuer, or a pinned responder. It returns the signer and whether it is the issuer.
-func verifySigner(p *basicResponse, issuer *x509.Certificate, now time.Time, opts VerifyOptions) (*x509.Certificate, bool, error) {
-	scheme, err := parseSignatureAlgorithm(p.sigAlg)
+func verifySigner(p *ocspwire.BasicResponse, issuer *x509.Certificate, now time.Time, opts VerifyOptions) (*x509.Certificate, bool, error) {
+	scheme, err := ocspwire.ParseSignatureAlgorithm(p.SignatureAlgorithm)
 	if err != nil {
-		return nil, false, err
+		return nil, false, fromWire(err)
 	}
-	if opts.RejectSHA1 && scheme.hash == crypto.SHA1 {
+	if opts.RejectSHA1 && scheme.Hash == crypto.SHA1 {
 		return nil, false, fmt.Errorf("%w: SHA-1 signature refused", ErrBadSignature)
 	}
 	var firstErr error
-	if p.responderIDMatches(issuer) {
-		err := checkSignature(issuer.PublicKey, scheme, p.tbs, p.signature)
+	if p.ResponderID.Matches(issuer) {
+		err := scheme.Verify(issuer.PublicKey, p.TBS, p.Signature)
 		if err == nil {
 			return issuer, true, nil
 		}
-		firstErr = err
+		firstErr = fromWire(err)
 	}
-	certs, err := opts.Cache.certificates(p.certs)
+	certs, err := opts.Cache.certificates(p.Certs)
 	if err != nil {
 		return nil, false, err
 	}
 	candidates := 0
 	try := func(c *x509.Certificate, pinned bool) *x509.Certificate {
-		if bytes.Equal(c.Raw, issuer.Raw) || !p.responderIDMatches(c) {
+		if bytes.Equal(c.Raw, issuer.Raw) || !p.ResponderID.Matches(c) {
 			return nil
 		}
 		candidates++
 		err := checkDelegate(c, issuer, pinned, now, opts)
 		if err == nil {
-			err = checkSignature(c.PublicKey, scheme, p.tbs, p.signature)
+			err = fromWire(scheme.Verify(c.PublicKey, p.TBS, p.Signature))
 		}
 		if err != nil {
 			if firstErr == nil {
@@ -228,7 +198,7 @@ func verifySigner(p *basicResponse, issuer *x509.Certificate, now time.Time, opt
 	if firstErr != nil {
 		return nil, false, firstErr
 	}
-	return nil, false, fmt.Errorf("%w: no certificate matches the ResponderID %s", ErrUnauthorizedSigner, p.responderIDString())
+	return nil, false, fmt.Errorf("%w: no certificate matches the ResponderID %v", ErrUnauthorizedSigner, p.ResponderID)
 }
 
 // checkDelegate checks that c may sign responses for issuer's certificates (RFC 6960 §4.2.2.2): issued
@@ -241,11 +211,11 @@ func checkDelegate(c, issuer *x509.Certificate, pinned bool, now time.Time, opts
 			return fmt.Errorf("%w: %q is not issued by %q", ErrUnauthorizedSigner, name, issuer.Subject.CommonName)
 		}
 		if !opts.Cache.isDelegated(c, issuer) {
-			s, err := checkCertSignature(c, issuer)
+			s, err := ocspwire.CheckCertSignature(c, issuer)
 			if err != nil {
-				return fmt.Errorf("%w: %q is not signed by %q: %w", ErrUnauthorizedSigner, name, issuer.Subject.CommonName, err)
+				return fmt.Errorf("%w: %q is not signed by %q: %w", ErrUnauthorizedSigner, name, issuer.Subject.CommonName, fromWire(err))
 			}
-			if opts.RejectSHA1 && s.hash == crypto.SHA1 {
+			if opts.RejectSHA1 && s.Hash == crypto.SHA1 {
 				return fmt.Errorf("%w: %q is signed with SHA-1", ErrUnauthorizedSigner, name)
 			}
 			opts.Cache.rememberDelegated(c, issuer)
@@ -265,49 +235,16 @@ func checkDelegate(c, issuer *x509.Certificate, pinned bool, now time.Time, opts
 	return nil
 }
 
-// responderIDMatches reports whether p's ResponderID names c: its subject, byte for byte, or the SHA-1 of its
-// subjectPublicKey.
-func (p *basicResponse) responderIDMatches(c *x509.Certificate) bool {
-	if p.responderDN != nil {
-		return bytes.Equal(p.responderDN, c.RawSubject)
-	}
-	bits, err := subjectPublicKeyBits(c)
-	if err != nil {
-		return false
-	}
-	sum := sha1.Sum(bits)
-	return bytes.Equal(p.responderKey, sum[:])
-}
-
-func (p *basicResponse) responderIDString() string {
-	if p.responderDN != nil {
-		return "byName"
-	}
-	return fmt.Sprintf("byKey %X", p.responderKey)
-}
-
-// subjectPublicKeyBits returns the contents of c's subjectPublicKey BIT STRING: what issuerKeyHash and a
-// byKey ResponderID hash.
-func subjectPublicKeyBits(c *x509.Certificate) ([]byte, error) {
-	in := cryptobyte.String(c.RawSubjectPublicKeyInfo)
-	var spki cryptobyte.String
-	var bits asn1.BitString
-	if !in.ReadASN1(&spki, cbasn1.SEQUENCE) || !spki.SkipASN1(cbasn1.SEQUENCE) || !spki.ReadASN1BitString(&bits) {
-		return nil, fmt.Errorf("%w: SubjectPublicKeyInfo of %q", ErrMalformed, c.Subject.CommonName)
-	}
-	return bits.Bytes, nil
-}
-
 // checkTimes applies RFC 6960 §3.2 and §4.2.2.1 to the matched SingleResponse.
-func checkTimes(p *basicResponse, s *singleResponse, now time.Time, opts VerifyOptions) error {
+func checkTimes(p *ocspwire.BasicResponse, s *ocspwire.SingleResponse, now time.Time, opts VerifyOptions) error {
 	skew := opts.skew()
-	if s.thisUpdate.After(now.Add(skew)) {
-		return fmt.Errorf("%w: thisUpdate %s, now %s", ErrNotYetValid, s.thisUpdate.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	if s.ThisUpdate.After(now.Add(skew)) {
+		return fmt.Errorf("%w: thisUpdate %s, now %s", ErrNotYetValid, s.ThisUpdate.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
-	if p.producedAt.After(now.Add(skew)) {
-		return fmt.Errorf("%w: producedAt %s, now %s", ErrProducedInFuture, p.producedAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	if p.ProducedAt.After(now.Add(skew)) {
+		return fmt.Errorf("%w: producedAt %s, now %s", ErrProducedInFuture, p.ProducedAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
-	if s.nextUpdate.IsZero() {
+	if s.NextUpdate.IsZero() {
 		if opts.RequireNextUpdate {
 			return ErrNoNextUpdate
 		}
@@ -315,62 +252,38 @@ func checkTimes(p *basicResponse, s *singleResponse, now time.Time, opts VerifyO
 		if ttl <= 0 {
 			ttl = time.Hour
 		}
-		if end := s.thisUpdate.Add(ttl); !now.Before(end) {
-			return fmt.Errorf("%w: no nextUpdate and thisUpdate %s is older than %v", ErrExpired, s.thisUpdate.Format(time.RFC3339), ttl)
+		if end := s.ThisUpdate.Add(ttl); !now.Before(end) {
+			return fmt.Errorf("%w: no nextUpdate and thisUpdate %s is older than %v", ErrExpired, s.ThisUpdate.Format(time.RFC3339), ttl)
 		}
 		return nil
 	}
-	if !s.nextUpdate.After(s.thisUpdate) {
-		return fmt.Errorf("%w: thisUpdate %s, nextUpdate %s", ErrBadTimes, s.thisUpdate.Format(time.RFC3339), s.nextUpdate.Format(time.RFC3339))
+	if !s.NextUpdate.After(s.ThisUpdate) {
+		return fmt.Errorf("%w: thisUpdate %s, nextUpdate %s", ErrBadTimes, s.ThisUpdate.Format(time.RFC3339), s.NextUpdate.Format(time.RFC3339))
 	}
-	if !now.Before(s.nextUpdate) {
-		return fmt.Errorf("%w: nextUpdate %s, now %s", ErrExpired, s.nextUpdate.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	if !now.Before(s.NextUpdate) {
+		return fmt.Errorf("%w: nextUpdate %s, now %s", ErrExpired, s.NextUpdate.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
 
-// Extensions staple understands, and so accepts even when marked critical.
-var (
-	knownResponseExtensions = []asn1.ObjectIdentifier{oidNonce, oidExtendedRevoke}
-	knownSingleExtensions   = []asn1.ObjectIdentifier{
-		{2, 5, 29, 21},                     // reasonCode
-		{2, 5, 29, 23},                     // holdInstructionCode
-		{2, 5, 29, 24},                     // invalidityDate
-		{1, 3, 6, 1, 5, 5, 7, 48, 1, 3},    // id-pkix-ocsp-crl
-		{1, 3, 6, 1, 5, 5, 7, 48, 1, 6},    // id-pkix-ocsp-archive-cutoff
-		{1, 3, 6, 1, 4, 1, 311, 21, 4},     // Microsoft next CRL publish
-		{1, 3, 6, 1, 5, 5, 7, 48, 1, 9},    // extended revoke (misplaced by some responders)
-		{1, 3, 6, 1, 4, 1, 11129, 2, 4, 5}, // CT SCT list in OCSP
+func checkExtensions(p *ocspwire.BasicResponse, s *ocspwire.SingleResponse) error {
+	if e, ok := p.UnknownCritical(); ok {
+		return fmt.Errorf("%w: responseExtension %v", ErrCriticalExtension, e.Id)
 	}
-)
-
-func checkExtensions(p *basicResponse, s *singleResponse) error {
-	for _, e := range p.extensions {
-		if e.critical && !slices.ContainsFunc(knownResponseExtensions, e.id.Equal) {
-			return fmt.Errorf("%w: responseExtension %v", ErrCriticalExtension, e.id)
-		}
-	}
-	for _, e := range s.extensions {
-		if e.critical && !slices.ContainsFunc(knownSingleExtensions, e.id.Equal) {
-			return fmt.Errorf("%w: singleExtension %v", ErrCriticalExtension, e.id)
-		}
+	if e, ok := s.UnknownCritical(); ok {
+		return fmt.Errorf("%w: singleExtension %v", ErrCriticalExtension, e.Id)
 	}
 	return nil
 }
 
 // checkNonce checks the response's nonce against the one sent. The extension value is an OCTET STRING
 // wrapping the nonce (RFC 6960 §4.4.1); a bare nonce, written by some older responders, is accepted too.
-func checkNonce(p *basicResponse, nonce []byte) error {
-	for _, e := range p.extensions {
-		if !e.id.Equal(oidNonce) {
+func checkNonce(p *ocspwire.BasicResponse, nonce []byte) error {
+	for _, e := range p.Extensions {
+		if !e.Id.Equal(ocspwire.OIDNonce) {
 			continue
 		}
-		v := cryptobyte.String(e.value)
-		var inner []byte
-		if v.ReadASN1Bytes(&inner, cbasn1.OCTET_STRING) && v.Empty() && bytes.Equal(inner, nonce) {
-			return nil
-		}
-		if bytes.Equal(e.value, nonce) {
+		if inner, ok := ocspwire.UnwrapNonce(e.Value); ok && bytes.Equal(inner, nonce) || bytes.Equal(e.Value, nonce) {
 			return nil
 		}
 		return fmt.Errorf("%w: a different nonce came back", ErrNonceMismatch)
@@ -389,6 +302,20 @@ type VerifyCache struct {
 }
 
 const verifyCacheMax = 256
+
+// parseCertificates parses DER certificates, skipping none: one that does not parse makes the response
+// malformed.
+func parseCertificates(ders [][]byte) ([]*x509.Certificate, error) {
+	out := make([]*x509.Certificate, 0, len(ders))
+	for _, d := range ders {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate in certs: %v", ErrMalformed, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
 
 func (vc *VerifyCache) certificates(ders [][]byte) ([]*x509.Certificate, error) {
 	if vc == nil {

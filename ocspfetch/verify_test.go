@@ -15,6 +15,7 @@ import (
 
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // fixture is one CA hierarchy with a leaf, delegated signers of every kind and a foreign CA.
@@ -79,7 +80,7 @@ func isDelegated(t *testing.T, f *fixture, r *ocspfetch.Response) {
 	}
 }
 
-// verifyCases are ocsp-rules.md §2.5's checklist, issue 3's Verifying section and the x/crypto gaps of §2.3.
+// verifyCases are the checks of RFC 6960 §3.2 and §4.2.2.2 one by one, and what golang.org/x/crypto/ocsp misses.
 var verifyCases = []verifyCase{
 	// The signer (§2.5 item 3).
 	{name: "issuer signed, byName, no certs", build: respond(testpki.ResponseOptions{}), check: isIssuerSigned},
@@ -159,7 +160,7 @@ var verifyCases = []verifyCase{
 	{name: "wrong issuer name hash", build: respond(testpki.ResponseOptions{IssuerNameHash: make([]byte, 20)}), want: ocspfetch.ErrNoMatchingResponse},
 	{name: "wrong issuer key hash", build: respond(testpki.ResponseOptions{IssuerKeyHash: make([]byte, 20)}), want: ocspfetch.ErrNoMatchingResponse},
 	{name: "CertID labelled SHA-256 holding SHA-1 hashes", build: respondWith(func(t *testing.T, f *fixture) testpki.ResponseOptions {
-		sha1ID, err := testpki.NewCertID(f.ca.Cert, f.leaf.Cert.SerialNumber, crypto.SHA1)
+		sha1ID, err := ocspwire.NewCertID(f.ca.Cert, f.leaf.Cert.SerialNumber, crypto.SHA1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,20 +171,20 @@ var verifyCases = []verifyCase{
 		return testpki.ResponseOptions{IssuerNameHash: id.CertID.IssuerNameHash, IssuerKeyHash: id.CertID.IssuerKeyHash}
 	}), want: ocspfetch.ErrNoMatchingResponse},
 	{name: "several singles, ours after a same-serial one of another CA", build: respondWith(func(t *testing.T, f *fixture) testpki.ResponseOptions {
-		return testpki.ResponseOptions{Status: testpki.Revoked, Before: []testpki.SingleResponse{
+		return testpki.ResponseOptions{Status: ocspwire.Revoked, Before: []ocspwire.SingleResponse{
 			f.other.Single(t, f.leaf.Cert.SerialNumber, testpki.ResponseOptions{}),
 			f.ca.Single(t, big.NewInt(0x9999), testpki.ResponseOptions{}),
 		}}
 	}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
-		if r.Status != ocspfetch.Revoked {
+		if r.Status != ocspwire.Revoked {
 			t.Errorf("status %v, want the matching single's revoked", r.Status)
 		}
 	}},
 	{name: "duplicates that agree (SHA-1 and SHA-256)", build: respondWith(func(t *testing.T, f *fixture) testpki.ResponseOptions {
-		return testpki.ResponseOptions{After: []testpki.SingleResponse{f.ca.Single(t, f.leaf.Cert.SerialNumber, testpki.ResponseOptions{Hash: crypto.SHA256})}}
+		return testpki.ResponseOptions{After: []ocspwire.SingleResponse{f.ca.Single(t, f.leaf.Cert.SerialNumber, testpki.ResponseOptions{Hash: crypto.SHA256})}}
 	})},
 	{name: "duplicates that disagree", build: respondWith(func(t *testing.T, f *fixture) testpki.ResponseOptions {
-		return testpki.ResponseOptions{After: []testpki.SingleResponse{f.ca.Single(t, f.leaf.Cert.SerialNumber, testpki.ResponseOptions{Status: testpki.Revoked})}}
+		return testpki.ResponseOptions{After: []ocspwire.SingleResponse{f.ca.Single(t, f.leaf.Cert.SerialNumber, testpki.ResponseOptions{Status: ocspwire.Revoked})}}
 	}), want: ocspfetch.ErrDuplicateResponse},
 	{name: "no SingleResponse (openssl E row)", build: respond(testpki.ResponseOptions{Omit: true}), want: ocspfetch.ErrNoMatchingResponse},
 	{name: "SHA-256 CertID", build: respond(testpki.ResponseOptions{Hash: crypto.SHA256}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
@@ -196,8 +197,8 @@ var verifyCases = []verifyCase{
 	{name: "CertID hash without NULL parameters", build: respond(testpki.ResponseOptions{CertIDNoNullParams: true})},
 	{name: "unknown CertID hash", build: respondWith(func(t *testing.T, f *fixture) testpki.ResponseOptions {
 		s := f.ca.Single(t, f.leaf.Cert.SerialNumber, testpki.ResponseOptions{})
-		s.CertID.HashOID = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 5} // MD5
-		return testpki.ResponseOptions{Omit: true, Before: []testpki.SingleResponse{s}}
+		s.CertID.HashAlgorithm = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 5} // MD5
+		return testpki.ResponseOptions{Omit: true, Before: []ocspwire.SingleResponse{s}}
 	}), want: ocspfetch.ErrUnsupportedHashAlgo},
 
 	// Times (§2.5 item 4).
@@ -242,28 +243,28 @@ var verifyCases = []verifyCase{
 	}, want: ocspfetch.ErrNonceMismatch},
 	{name: "nonce back, none sent", build: respond(testpki.ResponseOptions{Nonce: []byte("unasked")})},
 	{name: "bare nonce (older responders)", build: func(t *testing.T, f *fixture) ([]byte, ocspfetch.VerifyOptions) {
-		ext := pkix.Extension{Id: testpki.OIDNonce, Value: []byte("sixteen byte nce")}
+		ext := pkix.Extension{Id: ocspwire.OIDNonce, Value: []byte("sixteen byte nce")}
 		return f.ca.Respond(t, f.leaf.Cert, testpki.ResponseOptions{ResponseExtensions: []pkix.Extension{ext}}), ocspfetch.VerifyOptions{Nonce: []byte("sixteen byte nce")}
 	}},
 
 	// Statuses (§2.5 item 7).
-	{name: "revoked with reason", build: respond(testpki.ResponseOptions{Status: testpki.Revoked, Reason: 1, RevokedAt: now.Add(-3 * time.Hour)}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
-		if r.Status != ocspfetch.Revoked || !r.HasReason || r.RevocationReason != 1 || !r.RevokedAt.Equal(now.Add(-3*time.Hour)) {
+	{name: "revoked with reason", build: respond(testpki.ResponseOptions{Status: ocspwire.Revoked, Reason: 1, RevokedAt: now.Add(-3 * time.Hour)}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
+		if r.Status != ocspwire.Revoked || !r.HasReason || r.RevocationReason != 1 || !r.RevokedAt.Equal(now.Add(-3*time.Hour)) {
 			t.Errorf("%v %v %d %v", r.Status, r.HasReason, r.RevocationReason, r.RevokedAt)
 		}
 	}},
-	{name: "revoked, reason unspecified(0)", build: respond(testpki.ResponseOptions{Status: testpki.Revoked, Reason: 0}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
+	{name: "revoked, reason unspecified(0)", build: respond(testpki.ResponseOptions{Status: ocspwire.Revoked, Reason: 0}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
 		if !r.HasReason || r.RevocationReason != 0 {
 			t.Errorf("%v %d", r.HasReason, r.RevocationReason)
 		}
 	}},
-	{name: "revoked without reason", build: respond(testpki.ResponseOptions{Status: testpki.Revoked, NoReason: true}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
-		if r.Status != ocspfetch.Revoked || r.HasReason {
+	{name: "revoked without reason", build: respond(testpki.ResponseOptions{Status: ocspwire.Revoked, NoReason: true}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
+		if r.Status != ocspwire.Revoked || r.HasReason {
 			t.Errorf("%v %v", r.Status, r.HasReason)
 		}
 	}},
-	{name: "unknown", build: respond(testpki.ResponseOptions{Status: testpki.Unknown}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
-		if r.Status != ocspfetch.Unknown {
+	{name: "unknown", build: respond(testpki.ResponseOptions{Status: ocspwire.Unknown}), check: func(t *testing.T, f *fixture, r *ocspfetch.Response) {
+		if r.Status != ocspwire.Unknown {
 			t.Errorf("%v", r.Status)
 		}
 	}},
@@ -352,14 +353,14 @@ func TestVerifyUnsuccessfulAndMalformed(t *testing.T) {
 		name   string
 		der    []byte
 		want   error
-		status int
+		status ocspwire.ResponseStatus
 	}{
-		{"malformedRequest", testpki.ErrorResponse(testpki.MalformedRequest), ocspfetch.ErrMalformedRequest, 1},
-		{"internalError", testpki.ErrorResponse(testpki.InternalError), ocspfetch.ErrInternalError, 2},
-		{"tryLater", testpki.ErrorResponse(testpki.TryLater), ocspfetch.ErrTryLater, 3},
-		{"sigRequired", testpki.ErrorResponse(testpki.SigRequired), ocspfetch.ErrSigRequired, 5},
-		{"unauthorized", testpki.ErrorResponse(testpki.Unauthorized), ocspfetch.ErrUnauthorized, 6},
-		{"status 4 (unused)", testpki.ErrorResponse(4), ocspfetch.ErrMalformed, 4},
+		{"malformedRequest", ocspwire.ErrorResponse(ocspwire.MalformedRequest), ocspfetch.ErrMalformedRequest, 1},
+		{"internalError", ocspwire.ErrorResponse(ocspwire.InternalError), ocspfetch.ErrInternalError, 2},
+		{"tryLater", ocspwire.ErrorResponse(ocspwire.TryLater), ocspfetch.ErrTryLater, 3},
+		{"sigRequired", ocspwire.ErrorResponse(ocspwire.SigRequired), ocspfetch.ErrSigRequired, 5},
+		{"unauthorized", ocspwire.ErrorResponse(ocspwire.Unauthorized), ocspfetch.ErrUnauthorized, 6},
+		{"status 4 (unused)", ocspwire.ErrorResponse(4), ocspfetch.ErrMalformed, 4},
 		{"empty", nil, ocspfetch.ErrMalformed, 0},
 		{"garbage", []byte("<html>It works!</html>"), ocspfetch.ErrMalformed, 0},
 		{"truncated", good[:len(good)/2], ocspfetch.ErrMalformed, 0},

@@ -5,13 +5,14 @@
 // The responder signs nothing itself. A Source answers from whatever it holds: package lab provides one that
 // signs from an OpenSSL index.txt and pre-signs per serial; the stapler's cache can be another (the caching
 // responder for fleets). Error statuses (malformedRequest, unauthorized, tryLater, internalError) are unsigned
-// by definition (RFC 6960 §2.3), so the responder writes them from constants.
+// by definition (RFC 6960 §2.3), so the responder writes them itself (ocspwire.ErrorResponse).
 //
 // For labs, Faults makes the responder misbehave on purpose, per serial or for every request, switchable at
 // run time through the admin endpoint /-/faults (see Responder.ServeHTTP): delays, HTTP errors, garbage,
 // dropped connections, redirect loops, oversized bodies, and, through the Source, expired, wrongly signed or
 // mismatched responses.
 //
-// ParseRequest is a parser of outside input: it never panics and has a fuzz target. Responder is safe for
-// concurrent use; Serve gives every connection read, write and idle deadlines so a slow client blocks nobody.
+// Requests are read by ocspwire.ParseRequest, a parser of outside input that never panics and has a fuzz
+// target. Responder is safe for concurrent use; Serve gives every connection read, write and idle deadlines
+// so a slow client blocks nobody.
 package responder

@@ -14,6 +14,7 @@ import (
 
 	"staple/lab"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -74,7 +75,7 @@ func TestFetcherAgainstResponder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != ocspfetch.Good || r.SignerIsIssuer || !r.Signer.Equal(lr.lab.Signer) || r.HTTP.Method != "GET" {
+	if r.Status != ocspwire.Good || r.SignerIsIssuer || !r.Signer.Equal(lr.lab.Signer) || r.HTTP.Method != "GET" {
 		t.Errorf("good: status %v signer %v method %s", r.Status, r.Signer.Subject, r.HTTP.Method)
 	}
 	if !r.HTTP.HasMaxAge || r.HTTP.MaxAge <= 59*time.Minute || r.HTTP.ETag == "" || r.HTTP.WrongContentType ||
@@ -83,14 +84,14 @@ func TestFetcherAgainstResponder(t *testing.T) {
 	}
 
 	// Revoke, and the very next fetch says so.
-	if r, err := client.Fetch(ctx, revoked, lr.lab.CA); err != nil || r.Status != ocspfetch.Good {
+	if r, err := client.Fetch(ctx, revoked, lr.lab.CA); err != nil || r.Status != ocspwire.Good {
 		t.Fatalf("before revoking: %v, %v", r, err)
 	}
-	if _, err := lr.lab.Revoke(revoked.SerialNumber, lab.RevokeOptions{Reason: lab.ReasonKeyCompromise}); err != nil {
+	if _, err := lr.lab.Revoke(revoked.SerialNumber, lab.RevokeOptions{Reason: ocspwire.ReasonKeyCompromise}); err != nil {
 		t.Fatal(err)
 	}
 	r, err = client.Fetch(ctx, revoked, lr.lab.CA)
-	if err != nil || r.Status != ocspfetch.Revoked || r.RevocationReason != 1 {
+	if err != nil || r.Status != ocspwire.Revoked || r.RevocationReason != 1 {
 		t.Fatalf("first fetch after revoking: %+v, %v", r, err)
 	}
 
@@ -103,7 +104,7 @@ func TestFetcherAgainstResponder(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r, err := c.client.Fetch(ctx, good, lr.lab.CA)
-			if err != nil || r.Status != ocspfetch.Good {
+			if err != nil || r.Status != ocspwire.Good {
 				t.Fatalf("%+v, %v", r, err)
 			}
 			if c.client.Hash == crypto.SHA256 && r.CertIDHash != crypto.SHA256 {
@@ -128,7 +129,7 @@ func TestFetcherAgainstResponder(t *testing.T) {
 	t.Run("a serial the CA never issued", func(t *testing.T) {
 		ghost := &x509.Certificate{SerialNumber: bigSerial(0x9999), OCSPServer: []string{lr.url}}
 		r, err := client.Fetch(ctx, ghost, lr.lab.CA)
-		if err != nil || r.Status != ocspfetch.Unknown {
+		if err != nil || r.Status != ocspwire.Unknown {
 			t.Errorf("%+v, %v", r, err)
 		}
 	})
@@ -168,7 +169,7 @@ func TestFaultsFromTheFetcher(t *testing.T) {
 		{fault: "wrong-serial", want: ocspfetch.ErrNoMatchingResponse},
 		{fault: "wrong-nonce", client: func(c *ocspfetch.Client) { c.Nonce = true }, want: ocspfetch.ErrNonceMismatch},
 		{fault: "wrong-content-type", check: func(t *testing.T, r *ocspfetch.Response, err error) {
-			if err != nil || !r.HTTP.WrongContentType || r.Status != ocspfetch.Good {
+			if err != nil || !r.HTTP.WrongContentType || r.Status != ocspwire.Good {
 				t.Errorf("%+v, %v", r, err)
 			}
 		}},
@@ -204,7 +205,7 @@ func TestFaultsFromTheFetcher(t *testing.T) {
 				}
 			}
 			// The fault is the victim's alone.
-			if r, err := (&ocspfetch.Client{}).Fetch(ctx, bystander, lr.lab.CA); err != nil || r.Status != ocspfetch.Good {
+			if r, err := (&ocspfetch.Client{}).Fetch(ctx, bystander, lr.lab.CA); err != nil || r.Status != ocspwire.Good {
 				t.Errorf("bystander: %v, %v", r, err)
 			}
 		})

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // FaultKind names one way the responder misbehaves on purpose.
@@ -286,7 +288,7 @@ func (fs *Faults) Rules() []FaultRule {
 }
 
 // take returns the fault that applies to a request for ids, counting one use of it.
-func (fs *Faults) take(ids []CertID) Fault {
+func (fs *Faults) take(ids []ocspwire.CertID) Fault {
 	if fs == nil {
 		return Fault{}
 	}
@@ -296,7 +298,7 @@ func (fs *Faults) take(ids []CertID) Fault {
 		if len(fs.bySerial) == 0 {
 			break
 		}
-		key := id.SerialKey()
+		key := SerialKey(id.Serial)
 		if r, ok := fs.bySerial[key]; ok {
 			if r.Fault.Times > 0 {
 				r.Fault.Times--

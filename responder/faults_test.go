@@ -5,6 +5,8 @@ import (
 	"math/big"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 func TestParseFault(t *testing.T) {
@@ -85,10 +87,10 @@ func TestParseFaultRule(t *testing.T) {
 
 func TestFaultsTake(t *testing.T) {
 	var fs Faults
-	ids := func(serials ...int64) []CertID {
-		var out []CertID
+	ids := func(serials ...int64) []ocspwire.CertID {
+		var out []ocspwire.CertID
 		for _, s := range serials {
-			out = append(out, CertID{Serial: big.NewInt(s)})
+			out = append(out, ocspwire.CertID{Serial: big.NewInt(s)})
 		}
 		return out
 	}
@@ -102,7 +104,7 @@ func TestFaultsTake(t *testing.T) {
 	fs.Set(nil, Fault{Kind: FaultHTTP500})
 	fs.Set(big.NewInt(2), Fault{Kind: FaultDrop, Times: 2})
 	steps := []struct {
-		ids  []CertID
+		ids  []ocspwire.CertID
 		want FaultKind
 	}{
 		{ids(1), FaultHTTP500},

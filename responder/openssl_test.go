@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"staple/lab"
+	"staple/ocspwire"
 	"staple/responder"
 )
 
@@ -131,7 +132,7 @@ func TestOpenSSLClient(t *testing.T) {
 	})
 	t.Run("revoked at the first request", func(t *testing.T) {
 		wantAll(t, query(t, "-cert", revoked), revoked+": good")
-		if _, err := lr.lab.Revoke(lr.leaves["revoked.test"].Cert.SerialNumber, lab.RevokeOptions{Reason: lab.ReasonKeyCompromise}); err != nil {
+		if _, err := lr.lab.Revoke(lr.leaves["revoked.test"].Cert.SerialNumber, lab.RevokeOptions{Reason: ocspwire.ReasonKeyCompromise}); err != nil {
 			t.Fatal(err)
 		}
 		wantAll(t, query(t, "-cert", revoked), "Response verify OK", revoked+": revoked", "Reason: keyCompromise")

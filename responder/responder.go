@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"staple/ocspwire"
+
 	"github.com/rs/zerolog"
 )
 
@@ -121,9 +123,9 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge):
-			writeStatus(w, http.StatusRequestEntityTooLarge, MalformedRequest)
+			writeStatus(w, http.StatusRequestEntityTooLarge, ocspwire.MalformedRequest)
 		case errors.Is(err, ErrMalformedRequest):
-			writeStatus(w, http.StatusOK, MalformedRequest)
+			writeStatus(w, http.StatusOK, ocspwire.MalformedRequest)
 		default: // the client went away or was too slow: nobody to answer
 		}
 		ev.Err(err).Dur("took", time.Since(start)).Msg("bad request")
@@ -132,7 +134,7 @@ func (rs *Responder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ev.Enabled() {
 		serials := make([]string, len(req.CertIDs))
 		for i, id := range req.CertIDs {
-			serials[i] = id.SerialKey()
+			serials[i] = SerialKey(id.Serial)
 		}
 		ev = ev.Strs("serials", serials).Bool("nonce", req.HasNonce())
 	}
@@ -159,12 +161,12 @@ func (rs *Responder) answer(w http.ResponseWriter, r *http.Request, req *Request
 	}
 	resp, err := rs.Source.Response(r.Context(), req)
 	if err != nil {
-		status := InternalError
+		status := ocspwire.InternalError
 		switch {
 		case errors.Is(err, ErrUnauthorized):
-			status = Unauthorized
+			status = ocspwire.Unauthorized
 		case errors.Is(err, ErrTryLater):
-			status = TryLater
+			status = ocspwire.TryLater
 		default:
 			rs.Log.Warn().Err(err).Msg("source failed")
 		}
@@ -214,15 +216,15 @@ func (rs *Responder) injectHTTPFault(w http.ResponseWriter, r *http.Request, f F
 	case FaultEmpty:
 		writeBody(w, http.StatusOK, nil)
 	case FaultMalformed:
-		writeStatus(w, http.StatusOK, MalformedRequest)
+		writeStatus(w, http.StatusOK, ocspwire.MalformedRequest)
 	case FaultInternalError:
-		writeStatus(w, http.StatusOK, InternalError)
+		writeStatus(w, http.StatusOK, ocspwire.InternalError)
 	case FaultTryLater:
-		writeStatus(w, http.StatusOK, TryLater)
+		writeStatus(w, http.StatusOK, ocspwire.TryLater)
 	case FaultSigRequired:
-		writeStatus(w, http.StatusOK, SigRequired)
+		writeStatus(w, http.StatusOK, ocspwire.SigRequired)
 	case FaultUnauthorized:
-		writeStatus(w, http.StatusOK, Unauthorized)
+		writeStatus(w, http.StatusOK, ocspwire.Unauthorized)
 	case FaultRedirectLoop:
 		code := http.StatusFound
 		if r.Method == http.MethodPost {
@@ -284,9 +286,9 @@ var (
 )
 
 // writeStatus writes an unsigned status response; RFC 5019 §5 wants non-authoritative answers uncached.
-func writeStatus(w http.ResponseWriter, code int, s Status) {
+func writeStatus(w http.ResponseWriter, code int, s ocspwire.ResponseStatus) {
 	w.Header().Set("Cache-Control", "max-age=0, no-cache")
-	writeBody(w, code, ErrorResponse(s))
+	writeBody(w, code, ocspwire.ErrorResponse(s))
 }
 
 // writeResponse writes a signed response with the RFC 5019 headers, or 304 when the client has it.

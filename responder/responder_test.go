@@ -3,6 +3,7 @@ package responder
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // fakeSource answers every request with resp or err and records what it was asked.
@@ -66,9 +69,14 @@ func requestWith(t *testing.T) ([]byte, string) {
 	return nil, ""
 }
 
-// buildRequestSerial is a one-certificate request for serial.
+// buildRequestSerial is a one-certificate SHA-1 request for serial, issuer hashes all zero.
 func buildRequestSerial(serial *big.Int) []byte {
-	return buildRequest(reqSpec{firstSerial: serial})
+	id := ocspwire.CertID{Hash: crypto.SHA1, IssuerNameHash: make([]byte, 20), IssuerKeyHash: make([]byte, 20), Serial: serial}
+	der, err := ocspwire.EncodeRequest([]ocspwire.CertID{id}, nil)
+	if err != nil {
+		panic(err)
+	}
+	return der
 }
 
 func TestGETForms(t *testing.T) {
@@ -158,14 +166,14 @@ func TestMalformedAndMethods(t *testing.T) {
 		target string
 		body   []byte
 		code   int
-		status Status // -1: not an OCSP body
+		status ocspwire.ResponseStatus // -1: not an OCSP body
 	}{
-		{"GET without request", http.MethodGet, "/", nil, 200, MalformedRequest},
-		{"GET garbage", http.MethodGet, "/bm90IGEgcmVxdWVzdA==", nil, 200, MalformedRequest},
-		{"GET base64url", http.MethodGet, "/" + base64.URLEncoding.EncodeToString([]byte{0xfb, 0xff, 0xfe}), nil, 200, MalformedRequest},
-		{"POST garbage", http.MethodPost, "/", []byte("garbage"), 200, MalformedRequest},
-		{"POST empty", http.MethodPost, "/", nil, 200, MalformedRequest},
-		{"POST too large", http.MethodPost, "/", make([]byte, 101), 413, MalformedRequest},
+		{"GET without request", http.MethodGet, "/", nil, 200, ocspwire.MalformedRequest},
+		{"GET garbage", http.MethodGet, "/bm90IGEgcmVxdWVzdA==", nil, 200, ocspwire.MalformedRequest},
+		{"GET base64url", http.MethodGet, "/" + base64.URLEncoding.EncodeToString([]byte{0xfb, 0xff, 0xfe}), nil, 200, ocspwire.MalformedRequest},
+		{"POST garbage", http.MethodPost, "/", []byte("garbage"), 200, ocspwire.MalformedRequest},
+		{"POST empty", http.MethodPost, "/", nil, 200, ocspwire.MalformedRequest},
+		{"POST too large", http.MethodPost, "/", make([]byte, 101), 413, ocspwire.MalformedRequest},
 		{"PUT", http.MethodPut, "/", nil, 405, -1},
 	}
 	for _, tt := range tests {
@@ -175,7 +183,7 @@ func TestMalformedAndMethods(t *testing.T) {
 				t.Fatalf("HTTP %d, want %d", rec.Code, tt.code)
 			}
 			if tt.status >= 0 {
-				if !bytes.Equal(rec.Body.Bytes(), ErrorResponse(tt.status)) || rec.Header().Get("Cache-Control") != "max-age=0, no-cache" {
+				if !bytes.Equal(rec.Body.Bytes(), ocspwire.ErrorResponse(tt.status)) || rec.Header().Get("Cache-Control") != "max-age=0, no-cache" {
 					t.Errorf("body %x, Cache-Control %q", rec.Body.Bytes(), rec.Header().Get("Cache-Control"))
 				}
 			}
@@ -253,20 +261,20 @@ func TestSourceErrors(t *testing.T) {
 	_, b64 := requestWith(t)
 	tests := []struct {
 		err  error
-		want Status
+		want ocspwire.ResponseStatus
 	}{
-		{ErrUnauthorized, Unauthorized},
-		{errors.Join(errors.New("foreign"), ErrUnauthorized), Unauthorized},
-		{ErrTryLater, TryLater},
-		{ErrUnsupportedFault, InternalError},
-		{errors.New("disk on fire"), InternalError},
+		{ErrUnauthorized, ocspwire.Unauthorized},
+		{errors.Join(errors.New("foreign"), ErrUnauthorized), ocspwire.Unauthorized},
+		{ErrTryLater, ocspwire.TryLater},
+		{ErrUnsupportedFault, ocspwire.InternalError},
+		{errors.New("disk on fire"), ocspwire.InternalError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.err.Error(), func(t *testing.T) {
 			rs, _ := newTestResponder()
 			rs.Source = &fakeSource{err: tt.err}
 			rec := serve(rs, http.MethodGet, "/"+url.PathEscape(b64), nil, nil)
-			if rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), ErrorResponse(tt.want)) {
+			if rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), ocspwire.ErrorResponse(tt.want)) {
 				t.Errorf("HTTP %d body %x, want %v", rec.Code, rec.Body.Bytes(), tt.want)
 			}
 		})
@@ -376,11 +384,11 @@ func TestHTTPFaultsFromTheClient(t *testing.T) {
 				t.Errorf("%v %v", resp, err)
 			}
 		}},
-		{"malformed", statusCheck(MalformedRequest)},
-		{"internal-error", statusCheck(InternalError)},
-		{"try-later", statusCheck(TryLater)},
-		{"sig-required", statusCheck(SigRequired)},
-		{"unauthorized", statusCheck(Unauthorized)},
+		{"malformed", statusCheck(ocspwire.MalformedRequest)},
+		{"internal-error", statusCheck(ocspwire.InternalError)},
+		{"try-later", statusCheck(ocspwire.TryLater)},
+		{"sig-required", statusCheck(ocspwire.SigRequired)},
+		{"unauthorized", statusCheck(ocspwire.Unauthorized)},
 		{"delay=150ms", func(t *testing.T, resp *http.Response, body []byte, err error) {
 			if err != nil || !bytes.Equal(body, testSigned.Raw) {
 				t.Errorf("%v %v", resp, err)
@@ -447,9 +455,9 @@ func TestHTTPFaultsFromTheClient(t *testing.T) {
 	})
 }
 
-func statusCheck(s Status) func(t *testing.T, resp *http.Response, body []byte, err error) {
+func statusCheck(s ocspwire.ResponseStatus) func(t *testing.T, resp *http.Response, body []byte, err error) {
 	return func(t *testing.T, resp *http.Response, body []byte, err error) {
-		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, ErrorResponse(s)) {
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, ocspwire.ErrorResponse(s)) {
 			t.Errorf("%v %x %v, want %v", resp, body, err, s)
 		}
 	}

@@ -3,13 +3,11 @@ package service
 import (
 	"context"
 	"crypto"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
 	"sync"
 
 	"staple/certs"
+	"staple/ocspwire"
 	"staple/responder"
 	"staple/stapler"
 )
@@ -47,37 +45,24 @@ func newCertIDIndex(sites []*site, useSHA256 bool) *certIDIndex {
 }
 
 func (ix *certIDIndex) idOf(leaf, issuer *x509.Certificate) (certIDKey, bool) {
-	var spki struct {
-		Algorithm asn1.RawValue
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
+	id, err := ocspwire.NewCertID(issuer, leaf.SerialNumber, ix.hash)
+	if err != nil {
 		return certIDKey{}, false
 	}
-	return certIDKey{
-		nameHash: hashOf(ix.hash, issuer.RawSubject),
-		keyHash:  hashOf(ix.hash, spki.PublicKey.RightAlign()),
-		serial:   responder.SerialKey(leaf.SerialNumber),
-	}, true
+	return keyOf(id), true
 }
 
-func hashOf(h crypto.Hash, b []byte) string {
-	switch h {
-	case crypto.SHA256:
-		s := sha256.Sum256(b)
-		return string(s[:])
-	default:
-		s := sha1.Sum(b)
-		return string(s[:])
-	}
+// keyOf returns the map key of id.
+func keyOf(id ocspwire.CertID) certIDKey {
+	return certIDKey{nameHash: string(id.IssuerNameHash), keyHash: string(id.IssuerKeyHash), serial: responder.SerialKey(id.Serial)}
 }
 
 // lookup returns the key the CertID names.
-func (ix *certIDIndex) lookup(id responder.CertID) (certs.Key, bool) {
+func (ix *certIDIndex) lookup(id ocspwire.CertID) (certs.Key, bool) {
 	if id.Hash != ix.hash {
 		return certs.Key{}, false
 	}
-	k, ok := ix.keys[certIDKey{nameHash: string(id.NameHash), keyHash: string(id.KeyHash), serial: id.SerialKey()}]
+	k, ok := ix.keys[keyOf(id)]
 	return k, ok
 }
 

@@ -13,6 +13,7 @@ import (
 	"staple/cache"
 	"staple/certs"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // responseSize is the DER size of the benchmarks' responses: a delegated-signer RSA response is about this.
@@ -34,7 +35,7 @@ func fillStore(b *testing.B, path string, n int) []certs.Key {
 		keys[i] = certs.KeyFor([]byte("benchmark issuer"), big.NewInt(int64(0x10000+i)))
 		raw := bytes.Repeat([]byte{byte(i)}, responseSize)
 		c := cache.Cert{Leaf: leaf, Issuer: issuer, URLs: []string{"http://ocsp.bench.test/"}, Added: now}
-		r := cache.Response{Raw: raw, Status: ocspfetch.Good, ProducedAt: now, ThisUpdate: now,
+		r := cache.Response{Raw: raw, Status: ocspwire.Good, ProducedAt: now, ThisUpdate: now,
 			NextUpdate: now.Add(96 * time.Hour), Expires: now.Add(96 * time.Hour), RefreshAt: now.Add(48 * time.Hour),
 			Fetched: now, URL: "http://ocsp.bench.test/"}
 		es[i] = cache.Entry{Key: keys[i], Cert: &c, Response: &r}

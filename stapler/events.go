@@ -8,7 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // EventKind says what happened to a certificate's staple.
@@ -56,10 +56,10 @@ type Event struct {
 	Key  certs.Key
 	Time time.Time
 	// Status is the status of the response held after the event (meaningless when HasResponse is false).
-	Status      ocspfetch.Status
+	Status      ocspwire.Status
 	HasResponse bool
 	// Previous is the status before a StatusChanged, when there was one (HadPrevious).
-	Previous    ocspfetch.Status
+	Previous    ocspwire.Status
 	HadPrevious bool
 	// ThisUpdate and NextUpdate are those of the response held.
 	ThisUpdate, NextUpdate time.Time
@@ -98,9 +98,9 @@ func (s *Stapler) logEvent(ev Event) {
 	switch ev.Kind {
 	case StatusChanged:
 		switch ev.Status {
-		case ocspfetch.Revoked:
+		case ocspwire.Revoked:
 			le = s.log.Error()
-		case ocspfetch.Unknown:
+		case ocspwire.Unknown:
 			le = s.log.Warn()
 		default:
 			le = s.log.Info()
@@ -163,11 +163,11 @@ type counters struct {
 	failures map[string]uint64
 }
 
-func (c *counters) accepted(st ocspfetch.Status) {
+func (c *counters) accepted(st ocspwire.Status) {
 	switch st {
-	case ocspfetch.Good:
+	case ocspwire.Good:
 		c.good.Add(1)
-	case ocspfetch.Revoked:
+	case ocspwire.Revoked:
 		c.revoked.Add(1)
 	default:
 		c.unknown.Add(1)

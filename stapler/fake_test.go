@@ -18,6 +18,7 @@ import (
 	"staple/certs"
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // fakeResponder is a Fetcher that answers like a CA's responder, in process: real DER responses signed by a
@@ -64,7 +65,7 @@ type issued struct {
 	raw                    []byte
 	serial                 string
 	thisUpdate, nextUpdate time.Time
-	status                 ocspfetch.Status
+	status                 ocspwire.Status
 }
 
 func (x *exchanges) record(r request, sent *issued) {
@@ -150,13 +151,13 @@ func (f *fakeResponder) Fetch(ctx context.Context, leaf, issuer *x509.Certificat
 	}
 	this := now.Add(-backdate)
 	o := testpki.ResponseOptions{ThisUpdate: this, NextUpdate: this.Add(f.validity), ProducedAt: this}
-	st := ocspfetch.Good
+	st := ocspwire.Good
 	switch {
 	case isRevoked:
-		o.Status, o.RevokedAt, o.Reason = testpki.Revoked, revokedAt, 1
-		st = ocspfetch.Revoked
+		o.Status, o.RevokedAt, o.Reason = ocspwire.Revoked, revokedAt, 1
+		st = ocspwire.Revoked
 	case unknown:
-		o.Status, st = testpki.Unknown, ocspfetch.Unknown
+		o.Status, st = ocspwire.Unknown, ocspwire.Unknown
 	}
 	raw := f.ca.Respond(f.t, leaf, o)
 	f.record(request{at: now, serial: serial, thisUpdate: this, nextUpdate: this.Add(f.validity)},

@@ -10,6 +10,7 @@ import (
 	"staple/cache"
 	"staple/certs"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // outcome is what one fetch changed, to be written to storage outside the lock.
@@ -185,7 +186,7 @@ func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time
 	expires := resp.Expiry(s.cfg.Policy.TTL())
 	next := s.cfg.Policy.RefreshAt(resp, now, s.rnd)
 	switch {
-	case resp.Status == ocspfetch.Unknown && !s.cfg.StapleUnknown:
+	case resp.Status == ocspwire.Unknown && !s.cfg.StapleUnknown:
 		// Nothing to staple: ask again with backoff rather than at the midpoint. A responder answers unknown
 		// for a certificate issued moments ago (the Baseline Requirements give CAs 15 minutes), or from an
 		// index it has not reloaded yet (openssl ocsp).
@@ -232,7 +233,7 @@ func (s *Stapler) updatedLocked(e *entry, prev *cache.Response, url string, now 
 		}
 		ev.URL = url
 		events = append(events, ev)
-		if e.resp.Status == ocspfetch.Revoked {
+		if e.resp.Status == ocspwire.Revoked {
 			s.metrics.revocations.Add(1)
 		}
 	}

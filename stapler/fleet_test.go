@@ -14,6 +14,7 @@ import (
 	"staple/certs"
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // countingStore is a cache.Store that counts response writes.
@@ -44,7 +45,7 @@ func storedResponse(t *testing.T, ca *testpki.CA, chain *certs.Chain, this time.
 	t.Helper()
 	next := this.Add(validity)
 	raw := ca.Respond(t, chain.Leaf, testpki.ResponseOptions{ThisUpdate: this, NextUpdate: next, ProducedAt: this})
-	return cache.Response{Raw: raw, Status: ocspfetch.Good, ProducedAt: this, ThisUpdate: this, NextUpdate: next,
+	return cache.Response{Raw: raw, Status: ocspwire.Good, ProducedAt: this, ThisUpdate: this, NextUpdate: next,
 		Expires: next, RefreshAt: this.Add(validity / 2), Fetched: this, URL: "http://ocsp.test/"}
 }
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"staple/certs"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // Staple is what the index holds for one certificate: the bytes to staple and the instant they stop being
@@ -18,7 +18,7 @@ type Staple struct {
 	Raw []byte
 	// Expires is the instant from which Raw must not be stapled.
 	Expires time.Time
-	Status  ocspfetch.Status
+	Status  ocspwire.Status
 	// ThisUpdate orders staples: a writer never replaces a staple by one with an earlier ThisUpdate.
 	ThisUpdate time.Time
 }

@@ -10,7 +10,7 @@ import (
 
 	"staple/cache"
 	"staple/certs"
-	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // Info describes one certificate's staple, for the status page, the admin API and the CLI.
@@ -26,7 +26,7 @@ type Info struct {
 
 	// HasResponse is set when a verified response is held; the fields below it describe that response.
 	HasResponse            bool
-	Status                 ocspfetch.Status
+	Status                 ocspwire.Status
 	ThisUpdate, NextUpdate time.Time
 	Expires, Fetched       time.Time
 	URL                    string // the responder that answered

@@ -12,6 +12,7 @@ import (
 	"staple/certs"
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // storeWith writes, as a service would have, each chain's certificate and, when given, its response and
@@ -65,7 +66,7 @@ func TestManualFetchesOnlyWhenAsked(t *testing.T) {
 		}
 		key, _ := chain.CacheKey()
 		in, err := s.Refresh(context.Background(), key)
-		if err != nil || !in.HasResponse || in.Status != ocspfetch.Good || len(fake.log()) != 1 {
+		if err != nil || !in.HasResponse || in.Status != ocspwire.Good || len(fake.log()) != 1 {
 			t.Fatalf("Refresh: %+v, %v, %d fetches", in, err, len(fake.log()))
 		}
 		if !slices.Equal(in.Names, []string{"manual.test"}) {

@@ -15,6 +15,7 @@ import (
 	"staple/cache"
 	"staple/certs"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 // Fetcher gets a verified OCSP response for leaf as issued by issuer. ocspfetch.Client is the real one. It
@@ -317,6 +318,6 @@ func (s *Stapler) Ready() bool {
 	return true
 }
 
-func (s *Stapler) stapleable(st ocspfetch.Status) bool {
-	return st == ocspfetch.Good || st == ocspfetch.Revoked || (st == ocspfetch.Unknown && s.cfg.StapleUnknown)
+func (s *Stapler) stapleable(st ocspwire.Status) bool {
+	return st == ocspwire.Good || st == ocspwire.Revoked || (st == ocspwire.Unknown && s.cfg.StapleUnknown)
 }

@@ -16,6 +16,7 @@ import (
 	"staple/certs"
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -343,7 +344,7 @@ func TestUnknownStatus(t *testing.T) {
 				fake.mu.Unlock()
 				time.Sleep(time.Minute)
 				info, err := s.Refresh(context.Background(), key)
-				if err != nil || info.Status != ocspfetch.Unknown {
+				if err != nil || info.Status != ocspwire.Unknown {
 					t.Fatalf("Refresh: %v, status %v", err, info.Status)
 				}
 				if got := s.Staple(key) != nil; got != stapleUnknown {

@@ -19,6 +19,7 @@ import (
 
 	"staple/internal/testpki"
 	"staple/ocspfetch"
+	"staple/ocspwire"
 )
 
 const day = 24 * time.Hour
@@ -220,7 +221,7 @@ func playWeek(t *testing.T, ca *testpki.CA, fake weekResponder) {
 
 	// Revoked took over at the first fetch after the revocation, and is what is stored.
 	ev, ok := events.last(StatusChanged)
-	if !ok || ev.Status != ocspfetch.Revoked || !ev.HadPrevious || ev.Previous != ocspfetch.Good {
+	if !ok || ev.Status != ocspwire.Revoked || !ev.HadPrevious || ev.Previous != ocspwire.Good {
 		t.Errorf("last status change %+v, want good → revoked", ev)
 	}
 	firstAfter := firstRequestAfter(reqs, at(7*day))
@@ -228,7 +229,7 @@ func playWeek(t *testing.T, ca *testpki.CA, fake weekResponder) {
 		t.Errorf("revoked was accepted at %v, the first fetch after the revocation was at %v", ev.Time.Sub(t0), firstAfter.Sub(t0))
 	}
 	stored, err := store.Response(key)
-	if err != nil || stored.Status != ocspfetch.Revoked {
+	if err != nil || stored.Status != ocspwire.Revoked {
 		t.Errorf("stored response: %v, %v; want revoked", stored.Status, err)
 	}
 	if !logged(t, logs.String(), "error", "status_changed", "revoked") {
@@ -377,7 +378,7 @@ func (p *pkiResponder) RoundTrip(req *http.Request) (*http.Response, error) {
 		return res, nil
 	}
 	sent := issued{raw: bytes.Clone(body), serial: parsed.SerialNumber.String(), thisUpdate: parsed.ThisUpdate,
-		nextUpdate: parsed.NextUpdate, status: ocspfetch.Status(parsed.Status)}
+		nextUpdate: parsed.NextUpdate, status: ocspwire.Status(parsed.Status)}
 	p.record(request{at: now, serial: sent.serial, thisUpdate: sent.thisUpdate, nextUpdate: sent.nextUpdate}, &sent)
 	return res, nil
 }

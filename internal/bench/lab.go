@@ -15,6 +15,7 @@ import (
 	"staple/certs"
 	"staple/internal/atomicfile"
 	"staple/lab"
+	"staple/ocspwire"
 )
 
 // Leaf is one certificate the TLS servers present, as files and parsed.
@@ -99,7 +100,7 @@ func addSweepLeaves(l *lab.Lab, n int) ([]*x509.Certificate, error) {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		leaves = append(leaves, c)
-		entries = append(entries, lab.Entry{Status: lab.Valid, Expires: c.NotAfter, Reason: lab.ReasonNone, Serial: serial,
+		entries = append(entries, lab.Entry{Status: lab.Valid, Expires: c.NotAfter, Reason: ocspwire.ReasonNone, Serial: serial,
 			File: "unknown", Subject: "/CN=" + cn})
 	}
 	if err := atomicfile.Write(l.Path(lab.IndexFile), lab.FormatIndex(entries), 0o644); err != nil {

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // CA is a test certificate authority: a root (Parent nil) or an intermediate. It is safe for concurrent use.
@@ -192,14 +193,6 @@ type Leaf struct {
 	Issuer *CA
 }
 
-// OIDs of the extensions crypto/x509 does not write itself.
-var (
-	oidTLSFeature    = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
-	oidOCSPNoCheck   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
-	mustStapleValue  = []byte{0x30, 0x03, 0x02, 0x01, 0x05} // SEQUENCE { INTEGER 5 (status_request) }
-	ocspNoCheckValue = []byte{0x05, 0x00}                   // NULL
-)
-
 // Issue returns a new leaf signed by ca.
 func (ca *CA) Issue(t testing.TB, o LeafOptions) *Leaf {
 	t.Helper()
@@ -238,7 +231,7 @@ func (ca *CA) Issue(t testing.TB, o LeafOptions) *Leaf {
 		CRLDistributionPoints: o.CRLs,
 	}
 	if o.MustStaple {
-		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidTLSFeature, Value: mustStapleValue})
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ocspwire.MustStapleExtension())
 	}
 	key := ca.h.newKey(t, o.KeyType, "leaf/"+ca.Cert.Subject.CommonName+"/"+serial.Text(16), false)
 	cert := ca.sign(t, tmpl, key.Public())
@@ -288,7 +281,7 @@ func (ca *CA) NewSigner(t testing.TB, o SignerOptions) *Leaf {
 		BasicConstraintsValid: true,
 	}
 	if o.NoCheck {
-		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{Id: oidOCSPNoCheck, Value: ocspNoCheckValue})
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ocspwire.NoCheckExtension())
 	}
 	key := ca.h.newKey(t, o.KeyType, "signer/"+ca.Cert.Subject.CommonName+"/"+serial.Text(16), true)
 	cert := ca.sign(t, tmpl, key.Public())

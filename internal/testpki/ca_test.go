@@ -30,7 +30,8 @@ func TestHierarchyVerifies(t *testing.T) {
 			}
 			found := false
 			for _, e := range leaf.Cert.Extensions {
-				found = found || e.Id.Equal(oidTLSFeature) && bytes.Equal(e.Value, mustStapleValue)
+				// id-pe-tlsfeature, SEQUENCE { INTEGER 5 (status_request) }
+				found = found || e.Id.String() == "1.3.6.1.5.5.7.1.24" && bytes.Equal(e.Value, []byte{0x30, 0x03, 0x02, 0x01, 0x05})
 			}
 			if !found {
 				t.Error("no Must-Staple extension")

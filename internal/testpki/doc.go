@@ -1,6 +1,7 @@
 // Package testpki owns the test fixtures every staple test builds on: CAs (roots and intermediates with RSA,
-// ECDSA P-256 or Ed25519 keys), leaves, delegated OCSP signers, hand-encoded OCSP responses of every kind
-// (including the ones a correct client must reject), and a fault-injecting fake OCSP responder on httptest.
+// ECDSA P-256 or Ed25519 keys), leaves, delegated OCSP signers, OCSP responses of every kind (including the
+// ones a correct client must reject, all written by ocspwire's one encoder), and a fault-injecting fake OCSP
+// responder on httptest.
 //
 // It is imported only from _test.go files and test helpers: it never ships in the binary. Every date derives
 // from Epoch (2026-01-01T00:00:00Z), and keys are deterministic: ECDSA and Ed25519 keys are derived from the

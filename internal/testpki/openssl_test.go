@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"staple/ocspwire"
 )
 
 // openssl checks the encoding and the signatures of what x/crypto cannot parse: RSA-PSS, Ed25519, byKey
@@ -32,12 +34,12 @@ func TestResponsesVerifyWithOpenSSL(t *testing.T) {
 			return ResponseOptions{Algorithm: x509.SHA256WithRSAPSS, PSSSaltLength: 222}
 		}, "good"},
 		{"ed25519 issuer embedded", edCA, func(ca *CA) ResponseOptions {
-			return ResponseOptions{Certs: []*x509.Certificate{ca.Cert}, Status: Revoked, Reason: 1}
+			return ResponseOptions{Certs: []*x509.Certificate{ca.Cert}, Status: ocspwire.Revoked, Reason: 1}
 		}, "revoked"},
 		{"ed25519 delegated by key", edCA, func(ca *CA) ResponseOptions {
 			return ResponseOptions{Signer: ca.NewSigner(t, SignerOptions{KeyType: Ed25519}), ResponderIDByKey: true}
 		}, "good"},
-		{"unknown sha256", rsaCA, func(*CA) ResponseOptions { return ResponseOptions{Status: Unknown, Hash: crypto.SHA256} }, "unknown"},
+		{"unknown sha256", rsaCA, func(*CA) ResponseOptions { return ResponseOptions{Status: ocspwire.Unknown, Hash: crypto.SHA256} }, "unknown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // Fault is a way the fake responder misbehaves. Responder.Fail applies one to every request from now on,
@@ -312,7 +314,7 @@ func (r *Responder) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if err != nil {
-		writeDER(w, ErrorResponse(MalformedRequest))
+		writeDER(w, ocspwire.ErrorResponse(ocspwire.MalformedRequest))
 		return
 	}
 	body, this, next := r.answer(parsed, fault)
@@ -389,15 +391,15 @@ func (r *Responder) httpFault(w http.ResponseWriter, req *http.Request, f Fault)
 			}
 		}
 	case FaultMalformedRequest:
-		writeDER(w, ErrorResponse(MalformedRequest))
+		writeDER(w, ocspwire.ErrorResponse(ocspwire.MalformedRequest))
 	case FaultInternalError:
-		writeDER(w, ErrorResponse(InternalError))
+		writeDER(w, ocspwire.ErrorResponse(ocspwire.InternalError))
 	case FaultTryLater:
-		writeDER(w, ErrorResponse(TryLater))
+		writeDER(w, ocspwire.ErrorResponse(ocspwire.TryLater))
 	case FaultSigRequired:
-		writeDER(w, ErrorResponse(SigRequired))
+		writeDER(w, ocspwire.ErrorResponse(ocspwire.SigRequired))
 	case FaultUnauthorized:
-		writeDER(w, ErrorResponse(Unauthorized))
+		writeDER(w, ocspwire.ErrorResponse(ocspwire.Unauthorized))
 	case FaultRedirect:
 		http.Redirect(w, req, "/moved"+req.URL.EscapedPath(), http.StatusTemporaryRedirect)
 	case FaultRedirectLoop:
@@ -439,9 +441,8 @@ func (r *Responder) trickle(w http.ResponseWriter, req *http.Request, body []byt
 func (r *Responder) answer(req *Request, fault Fault) (der []byte, this, next time.Time) {
 	t := r.t
 	id := req.CertIDs[0]
-	mine, err := NewCertID(r.CA.Cert, id.Serial, id.Hash)
-	if err != nil || !mine.Equal(id) {
-		return ErrorResponse(Unauthorized), time.Time{}, time.Time{}
+	if !id.Matches(r.CA.Cert, id.Serial) {
+		return ocspwire.ErrorResponse(ocspwire.Unauthorized), time.Time{}, time.Time{}
 	}
 	now := r.o.Now().UTC().Truncate(time.Second)
 	o := r.o.Template
@@ -449,13 +450,13 @@ func (r *Responder) answer(req *Request, fault Fault) (der []byte, this, next ti
 	o.CertIDNoNullParams = id.NoNullParams
 	o.Signer = r.o.Signer
 	o.ThisUpdate, o.ProducedAt, o.NextUpdate = now, now, now.Add(r.o.Validity)
-	o.Status, o.Serial, o.IssuerNameHash, o.IssuerKeyHash = Good, nil, nil, nil
+	o.Status, o.Serial, o.IssuerNameHash, o.IssuerKeyHash = ocspwire.Good, nil, nil, nil
 	r.mu.Lock()
 	if r.CA.Issued(id.Serial) == nil || r.forgotten[id.Serial.Text(16)] {
-		o.Status = Unknown
+		o.Status = ocspwire.Unknown
 	}
 	if rev, ok := r.revoked[id.Serial.Text(16)]; ok {
-		o.Status, o.RevokedAt, o.Reason = Revoked, rev.at, rev.reason
+		o.Status, o.RevokedAt, o.Reason = ocspwire.Revoked, rev.at, rev.reason
 	}
 	r.mu.Unlock()
 	if req.Nonce != nil && !r.o.NoNonceEcho {
@@ -465,7 +466,7 @@ func (r *Responder) answer(req *Request, fault Fault) (der []byte, this, next ti
 	case FaultWrongSerial:
 		o.Serial = new(big.Int).Add(id.Serial, big.NewInt(1))
 	case FaultWrongIssuerHash:
-		otherID, _ := NewCertID(r.bad[FaultSignerOtherCA].Issuer.Cert, id.Serial, id.Hash)
+		otherID, _ := ocspwire.NewCertID(r.bad[FaultSignerOtherCA].Issuer.Cert, id.Serial, id.Hash)
 		o.IssuerNameHash, o.IssuerKeyHash = otherID.IssuerNameHash, otherID.IssuerKeyHash
 	case FaultWrongKey:
 		o.SignWith = r.wrongKey

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"staple/ocspwire"
+
 	"golang.org/x/crypto/ocsp"
 )
 
@@ -63,7 +65,7 @@ func TestResponderAnswers(t *testing.T) {
 	}
 
 	// A serial the CA never issued is unknown; an issuer that is not the CA is unauthorized.
-	reqDER, _ = EncodeRequest([]CertID{mustCertID(t, ca, bigInt(0x7777))}, nil)
+	reqDER, _ = ocspwire.EncodeRequest([]ocspwire.CertID{mustCertID(t, ca, bigInt(0x7777))}, nil)
 	_, body, _ = post(t, c, r.URL, reqDER)
 	if resp, err := ocsp.ParseResponseForCert(body, nil, ca.Cert); err != nil || resp.Status != ocsp.Unknown {
 		t.Errorf("unissued serial: %v %+v", err, resp)
@@ -78,7 +80,7 @@ func TestResponderAnswers(t *testing.T) {
 
 	// The nonce comes back.
 	id := mustCertID(t, ca, leaf.Cert.SerialNumber)
-	reqDER, _ = EncodeRequest([]CertID{id}, []byte("0123456789abcdef"))
+	reqDER, _ = ocspwire.EncodeRequest([]ocspwire.CertID{id}, []byte("0123456789abcdef"))
 	_, body, _ = post(t, c, r.URL, reqDER)
 	if !bytes.Contains(body, []byte("0123456789abcdef")) {
 		t.Error("nonce not echoed")
@@ -90,9 +92,9 @@ func TestResponderAnswers(t *testing.T) {
 
 func bigInt(n int64) *big.Int { return big.NewInt(n) }
 
-func mustCertID(t *testing.T, ca *CA, serial *big.Int) CertID {
+func mustCertID(t *testing.T, ca *CA, serial *big.Int) ocspwire.CertID {
 	t.Helper()
-	id, err := NewCertID(ca.Cert, serial, crypto.SHA1)
+	id, err := ocspwire.NewCertID(ca.Cert, serial, crypto.SHA1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +113,7 @@ func TestResponderFaultQueueAndRefusal(t *testing.T) {
 	want := []struct {
 		code int
 		body []byte
-	}{{404, nil}, {503, nil}, {200, ErrorResponse(TryLater)}, {200, ErrorResponse(TryLater)}}
+	}{{404, nil}, {503, nil}, {200, ocspwire.ErrorResponse(ocspwire.TryLater)}, {200, ocspwire.ErrorResponse(ocspwire.TryLater)}}
 	for i, w := range want {
 		resp, body, err := post(t, c, r.URL, reqDER)
 		if err != nil {

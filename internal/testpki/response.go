@@ -2,19 +2,20 @@ package testpki
 
 import (
 	"crypto"
-	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
 	"testing"
 	"time"
+
+	"staple/ocspwire"
 )
 
 // ResponseOptions describes an OCSP response for one certificate. Every zero field has a default that makes
 // a response a correct client accepts at Epoch; each field changes one thing, so each kind of bad response is
 // one field away from a good one.
 type ResponseOptions struct {
-	Status CertStatus
+	Status ocspwire.Status
 	// RevokedAt defaults to two hours before Epoch; Reason is written unless NoReason.
 	RevokedAt time.Time
 	Reason    int
@@ -55,7 +56,7 @@ type ResponseOptions struct {
 	NoCerts bool
 
 	// Before and After are extra SingleResponses written before and after the certificate's own.
-	Before, After []SingleResponse
+	Before, After []ocspwire.SingleResponse
 	// Omit leaves the certificate's own SingleResponse out (a response with only Before and After, or none
 	// at all like OpenSSL's answer for an "E" index row).
 	Omit bool
@@ -75,7 +76,7 @@ const (
 )
 
 // Single returns the SingleResponse that o describes for the certificate with serial issued by ca.
-func (ca *CA) Single(t testing.TB, serial *big.Int, o ResponseOptions) SingleResponse {
+func (ca *CA) Single(t testing.TB, serial *big.Int, o ResponseOptions) ocspwire.SingleResponse {
 	t.Helper()
 	h := o.Hash
 	if h == 0 {
@@ -84,7 +85,7 @@ func (ca *CA) Single(t testing.TB, serial *big.Int, o ResponseOptions) SingleRes
 	if o.Serial != nil {
 		serial = o.Serial
 	}
-	id, err := NewCertID(ca.Cert, serial, h)
+	id, err := ocspwire.NewCertID(ca.Cert, serial, h)
 	if err != nil {
 		t.Fatalf("testpki: %v", err)
 	}
@@ -96,7 +97,7 @@ func (ca *CA) Single(t testing.TB, serial *big.Int, o ResponseOptions) SingleRes
 	}
 	id.NoNullParams = o.CertIDNoNullParams
 	this := orTime(o.ThisUpdate, Epoch().Add(-defaultAge))
-	s := SingleResponse{
+	s := ocspwire.SingleResponse{
 		CertID:     id,
 		Status:     o.Status,
 		ThisUpdate: this,
@@ -106,9 +107,12 @@ func (ca *CA) Single(t testing.TB, serial *big.Int, o ResponseOptions) SingleRes
 	if o.NoNextUpdate {
 		s.NextUpdate = time.Time{}
 	}
-	if o.Status == Revoked {
+	if o.Status == ocspwire.Revoked {
 		s.RevokedAt = orTime(o.RevokedAt, Epoch().Add(-defaultRevoked))
-		s.Reason, s.NoReason = o.Reason, o.NoReason
+		s.Reason = ocspwire.Reason(o.Reason)
+		if o.NoReason {
+			s.Reason = ocspwire.ReasonNone
+		}
 	}
 	return s
 }
@@ -122,21 +126,21 @@ func (ca *CA) Respond(t testing.TB, leaf *x509.Certificate, o ResponseOptions) [
 // RespondSerial is Respond for a serial number rather than a certificate.
 func (ca *CA) RespondSerial(t testing.TB, serial *big.Int, o ResponseOptions) []byte {
 	t.Helper()
-	var singles []SingleResponse
+	var singles []ocspwire.SingleResponse
 	singles = append(singles, o.Before...)
 	if !o.Omit {
 		singles = append(singles, ca.Single(t, serial, o))
 	}
 	singles = append(singles, o.After...)
-	der, err := EncodeResponse(ca.Basic(t, singles, o))
+	der, err := ocspwire.Sign(ca.Basic(t, singles, o))
 	if err != nil {
 		t.Fatalf("testpki: encoding a response: %v", err)
 	}
 	return der
 }
 
-// Basic returns the BasicResponse, before signing, that o describes around singles.
-func (ca *CA) Basic(t testing.TB, singles []SingleResponse, o ResponseOptions) BasicResponse {
+// Basic returns what o describes around singles: the response data, and how to sign it.
+func (ca *CA) Basic(t testing.TB, singles []ocspwire.SingleResponse, o ResponseOptions) (ocspwire.ResponseData, ocspwire.SignOptions) {
 	t.Helper()
 	signerCert, key := ca.Cert, ca.Key
 	var certs []*x509.Certificate
@@ -157,37 +161,19 @@ func (ca *CA) Basic(t testing.TB, singles []SingleResponse, o ResponseOptions) B
 	if o.ResponderIDFrom != nil {
 		idCert = o.ResponderIDFrom
 	}
-	r := BasicResponse{
-		ProducedAt:       orTime(o.ProducedAt, orTime(o.ThisUpdate, Epoch().Add(-defaultAge))),
-		Responses:        singles,
-		Key:              key,
-		Algorithm:        o.Algorithm,
-		PSSSaltLength:    o.PSSSaltLength,
-		CorruptSignature: o.CorruptSignature,
-		Certs:            certs,
+	rid, err := ocspwire.NewResponderID(idCert, o.ResponderIDByKey)
+	if err != nil {
+		t.Fatalf("testpki: %v", err)
 	}
-	if o.ResponderIDByKey {
-		kh, err := ResponderKeyHash(idCert)
-		if err != nil {
-			t.Fatalf("testpki: %v", err)
-		}
-		r.ResponderKeyHash = kh
-	} else {
-		r.ResponderName = idCert.RawSubject
+	d := ocspwire.ResponseData{
+		ResponderID: rid,
+		ProducedAt:  orTime(o.ProducedAt, orTime(o.ThisUpdate, Epoch().Add(-defaultAge))),
+		Responses:   singles,
 	}
 	if o.Nonce != nil {
-		r.Extensions = append(r.Extensions, NonceExtension(o.Nonce))
+		d.Extensions = append(d.Extensions, ocspwire.NonceExtension(o.Nonce))
 	}
-	r.Extensions = append(r.Extensions, o.ResponseExtensions...)
-	return r
-}
-
-// ResponderKeyHash returns the byKey ResponderID of c: the SHA-1 of its subjectPublicKey bits.
-func ResponderKeyHash(c *x509.Certificate) ([]byte, error) {
-	bits, err := SubjectPublicKeyBits(c)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha1.Sum(bits)
-	return sum[:], nil
+	d.Extensions = append(d.Extensions, o.ResponseExtensions...)
+	return d, ocspwire.SignOptions{Key: key, Algorithm: o.Algorithm, PSSSaltLength: o.PSSSaltLength,
+		CorruptSignature: o.CorruptSignature, Certs: certs}
 }
