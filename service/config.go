@@ -539,9 +539,7 @@ func (c *Config) StaplerConfig(version string, now func() time.Time) stapler.Con
 		Nonce:          f.Nonce,
 		Now:            now,
 	}
-	if f.SHA256 {
-		client.Hash = crypto.SHA256
-	}
+	client.Hash = f.certIDHash()
 	return stapler.Config{
 		Fetcher:       client,
 		Policy:        ocspfetch.Policy{Margin: f.Margin.Duration, NoNextUpdateTTL: f.NoNextUpdateTTL.Duration},
@@ -552,4 +550,13 @@ func (c *Config) StaplerConfig(version string, now func() time.Time) stapler.Con
 		StapleUnknown: f.StapleUnknown,
 		Now:           now,
 	}
+}
+
+// certIDHash is the CertID hash of the requests the fetcher sends, and so of the responses it gets: SHA-256
+// with sha256 = true, else SHA-1.
+func (f FetchConfig) certIDHash() crypto.Hash {
+	if f.SHA256 {
+		return crypto.SHA256
+	}
+	return crypto.SHA1
 }

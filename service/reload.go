@@ -76,6 +76,9 @@ func (s *Service) reload(load func() (*Config, error)) {
 		return
 	}
 	s.unwatch(prev)
+	if s.cached != nil {
+		s.cached.Serve(next.certificates())
+	}
 	s.exportAll(next)
 	var renewed []string
 	for _, st := range next.all {

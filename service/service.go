@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/admin"
+	"staple/certs"
 	"staple/responder"
 	"staple/stapler"
 	"staple/tlsserver"
@@ -72,7 +73,7 @@ type Service struct {
 	metrics *Metrics
 	front   *front
 	exports *exports
-	cached  *cachingSource // the caching responder's answers
+	cached  *responder.Cache // the caching responder's answers; nil when it is off
 }
 
 func (s *Service) now() time.Time {
@@ -205,7 +206,8 @@ func (s *Service) serve(ctx context.Context, ln *listeners, sites *siteSet, bg *
 		bg.run("metrics", func() error { return serveHTTP(ctx, ln.metrics, s.metrics.mux()) })
 	}
 	if ln.responder != nil {
-		s.cached = &cachingSource{svc: s}
+		s.cached = &responder.Cache{Lookup: s.lookup, Hash: s.cfg.Fetch.certIDHash()}
+		s.cached.Serve(sites.certificates())
 		rs := &responder.Responder{Source: s.cached, Now: s.opts.Now, Log: s.base.With().Str("component", "responder").Logger()}
 		bg.run("responder", func() error { return rs.Serve(ctx, ln.responder) })
 	}
@@ -238,6 +240,14 @@ func (s *Service) onEvent(ev stapler.Event) {
 	case stapler.PersistFailed:
 		s.metrics.PersistFailed()
 	}
+}
+
+// lookup is the caching responder's view of the engine: the staple of key, if any may be served now.
+func (s *Service) lookup(key certs.Key) (raw []byte, thisUpdate, expires time.Time) {
+	if st := s.stapler.Current(key); st != nil {
+		return st.Raw, st.ThisUpdate, st.Expires
+	}
+	return nil, time.Time{}, time.Time{}
 }
 
 // entries lists every certificate the stapler knows, as the status page and the metrics show them.

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
+	"staple/responder"
 	"staple/tlsserver"
 )
 
@@ -35,7 +36,6 @@ type siteSet struct {
 
 	byKey     map[certs.Key][]*site
 	exporters []*exporter
-	ids       *certIDIndex
 }
 
 // loadSites reads every site's files and builds the set; it watches nothing yet. Errors name the site.
@@ -72,7 +72,6 @@ func loadSites(cfg *Config, log zerolog.Logger) (*siteSet, error) {
 	for _, e := range cfg.Exports {
 		set.exporters = append(set.exporters, newExporter(e, log.With().Str("component", "export").Logger()))
 	}
-	set.ids = newCertIDIndex(set.all, cfg.Fetch.SHA256)
 	return set, nil
 }
 
@@ -134,4 +133,15 @@ func loadSite(cfg *Config, i int, log zerolog.Logger) (*site, error) {
 		st.noStaple = NoStapleNoIssuer
 	}
 	return st, nil
+}
+
+// certificates are the watched certificates of the set, for the caching responder.
+func (set *siteSet) certificates() []responder.Certificate {
+	var out []responder.Certificate
+	for _, st := range set.all {
+		if st.watched {
+			out = append(out, responder.Certificate{Key: st.key, Leaf: st.chain.Leaf, Issuer: st.chain.Issuer})
+		}
+	}
+	return out
 }
