@@ -185,9 +185,6 @@ func ChooseIssuer(leaf *x509.Certificate, chain, extra []*x509.Certificate) *x50
 	return nil
 }
 
-// SelfSigned reports whether c is signed by its own key.
-func SelfSigned(c *x509.Certificate) bool { return IsIssuer(c, c) }
-
 // CacheKey returns the chain's cache key; false when the issuer is unknown.
 func (c *Chain) CacheKey() (Key, bool) {
 	if c.Issuer == nil {

@@ -29,8 +29,6 @@ func writeFile(t *testing.T, name string, parts ...[]byte) string {
 	return p
 }
 
-func pemOf(c *x509.Certificate) []byte { return (&testpki.Leaf{Cert: c}).CertPEM() }
-
 // TestLoadChainOverTestPKI covers chain order, key placement, issuer choice and Must-Staple over fixtures of
 // both key types.
 func TestLoadChainOverTestPKI(t *testing.T) {

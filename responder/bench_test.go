@@ -1,13 +1,10 @@
 package responder_test
 
 import (
-	"context"
 	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,31 +87,4 @@ func getOnce(c *http.Client, target string) error {
 		err = &ocspfetch.HTTPError{URL: target, StatusCode: resp.StatusCode}
 	}
 	return err
-}
-
-// load sends GETs to target from workers goroutines for d and returns the successful requests per second
-// and the first error.
-func load(ctx context.Context, c *http.Client, target string, workers int, d time.Duration) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	var ok atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				if err := getOnce(c, target); err != nil {
-					if ctx.Err() == nil {
-						once.Do(func() { firstErr = err })
-					}
-					continue
-				}
-				ok.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	return float64(ok.Load()) / time.Since(start).Seconds(), firstErr
 }

@@ -146,7 +146,7 @@ func TestRestartServesWithoutFetch(t *testing.T) {
 		}
 		// The restored entry still refreshes on schedule (midpoint: two days after the first fetch, within a
 		// sweep), from its stored certificate.
-		time.Sleep(t0.Add(2*day + time.Minute).Sub(time.Now()))
+		time.Sleep(t0.Add(2*day + time.Until(time.Minute)))
 		synctest.Wait()
 		if n := calls.Load(); n != 1 {
 			t.Errorf("%d fetches at the refresh time after the restart, want 1", n)
@@ -355,7 +355,7 @@ func TestUnknownStatus(t *testing.T) {
 				}
 				// Not stapled, so asked again within the first backoff step (1 min, +10% jitter), not at the
 				// midpoint two days away: the responder now knows the certificate.
-				if wait := info.NextRefresh.Sub(time.Now()); wait > 66*time.Second {
+				if wait := time.Until(info.NextRefresh); wait > 66*time.Second {
 					t.Errorf("next refresh after unknown in %v, want the first backoff step", wait)
 				}
 				fake.mu.Lock()
@@ -434,7 +434,7 @@ func TestReadyCountsAttemptsForOrdinaryCertificates(t *testing.T) {
 			t.Errorf("entry after a failed fetch: %+v", info)
 		}
 		if !info.NextRefresh.Equal(time.Now().Add(time.Minute)) {
-			t.Errorf("retry in %v, want in one minute", info.NextRefresh.Sub(time.Now()))
+			t.Errorf("retry in %v, want in one minute", time.Until(info.NextRefresh))
 		}
 	})
 }
@@ -467,7 +467,7 @@ func TestNoResponderURLIsQuiet(t *testing.T) {
 		}
 		info, _ := s.Entry(key)
 		if info.LastReason != "no_responder_url" || !info.NextRefresh.Equal(time.Now().Add(time.Hour)) {
-			t.Errorf("entry: reason %q, next in %v; want no_responder_url, 1h", info.LastReason, info.NextRefresh.Sub(time.Now()))
+			t.Errorf("entry: reason %q, next in %v; want no_responder_url, 1h", info.LastReason, time.Until(info.NextRefresh))
 		}
 		time.Sleep(59 * time.Minute)
 		synctest.Wait()
@@ -583,14 +583,14 @@ func TestHotClock(t *testing.T) {
 		}
 		fake.setDown(outage) // no refresh: the response held runs out
 		expires := info.Expires
-		time.Sleep(expires.Sub(time.Now()) - hotTick - time.Millisecond)
+		time.Until(time.Sleep(expires) - hotTick - time.Millisecond)
 		for time.Now().Before(expires.Add(-time.Millisecond)) {
 			if s.Staple(key) == nil {
 				t.Fatalf("at %v, before its expiry %v: not stapled", time.Now(), expires)
 			}
 			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(expires.Sub(time.Now()) - time.Nanosecond)
+		time.Until(time.Sleep(expires) - time.Nanosecond)
 		if s.Staple(key) == nil {
 			t.Error("not stapled the nanosecond before its expiry")
 		}

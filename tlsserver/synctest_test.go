@@ -103,7 +103,7 @@ func clientHandshake(t *testing.T, l *pipeListener, cfg *tls.Config) (done chan 
 // the leaf's validity.
 func (f *fixture) bubbleConfig(v uint16) *tls.Config {
 	cfg := f.goConfig(v)
-	offset := f.leaf.Cert.NotBefore.Add(time.Hour).Sub(time.Now())
+	offset := time.Until(f.leaf.Cert.NotBefore.Add(time.Hour))
 	cfg.Time = func() time.Time { return time.Now().Add(offset) }
 	return cfg
 }

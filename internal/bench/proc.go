@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -223,13 +222,4 @@ func waitUntil(ctx context.Context, timeout, interval time.Duration, cond func()
 		case <-time.After(interval):
 		}
 	}
-}
-
-// tailLines returns the last n lines of b.
-func tailLines(b []byte, n int) string {
-	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
 }
