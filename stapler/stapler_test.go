@@ -146,7 +146,7 @@ func TestRestartServesWithoutFetch(t *testing.T) {
 		}
 		// The restored entry still refreshes on schedule (midpoint: two days after the first fetch, within a
 		// sweep), from its stored certificate.
-		time.Sleep(t0.Add(2*day + time.Until(time.Minute)))
+		time.Sleep(time.Until(t0.Add(2*day + time.Minute)))
 		synctest.Wait()
 		if n := calls.Load(); n != 1 {
 			t.Errorf("%d fetches at the refresh time after the restart, want 1", n)
@@ -583,14 +583,14 @@ func TestHotClock(t *testing.T) {
 		}
 		fake.setDown(outage) // no refresh: the response held runs out
 		expires := info.Expires
-		time.Until(time.Sleep(expires) - hotTick - time.Millisecond)
+		time.Sleep(time.Until(expires) - hotTick - time.Millisecond)
 		for time.Now().Before(expires.Add(-time.Millisecond)) {
 			if s.Staple(key) == nil {
 				t.Fatalf("at %v, before its expiry %v: not stapled", time.Now(), expires)
 			}
 			time.Sleep(time.Millisecond)
 		}
-		time.Until(time.Sleep(expires) - time.Nanosecond)
+		time.Sleep(time.Until(expires) - time.Nanosecond)
 		if s.Staple(key) == nil {
 			t.Error("not stapled the nanosecond before its expiry")
 		}
