@@ -36,7 +36,7 @@ fmt:
 	gofmt -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 
 # staple measured against nginx, Go's crypto/tls and openssl ocsp on this machine: writes BENCHMARKS.md and
-# prints its tables (internal/benchrun). It installs Debian's nginx (and, for the cgo builds, gcc and
+# prints its tables (internal/bench/benchrun). It installs Debian's nginx (and, for the cgo builds, gcc and
 # libssl-dev) when missing. BENCHTIME=quick for a short try, BENCHTIME=5s for longer runs, BENCH_ROUNDS=N;
 # BENCH_BORING=0 and BENCH_OPENSSL=0 leave out the GOEXPERIMENT=boringcrypto and -tags openssl builds.
 BENCH_BORING  ?= 1
@@ -56,7 +56,7 @@ bench:
 	fi
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 	$(GO) build -trimpath -o bin/bench-staticserver ./internal/bench/staticserver
-	$(GO) build -trimpath -o bin/benchrun ./internal/benchrun
+	$(GO) build -trimpath -o bin/benchrun ./internal/bench/benchrun
 	@if [ "$(BENCH_BORING)" != 0 ]; then set -x; GOEXPERIMENT=boringcrypto CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/staple-boring .; fi
 	@if [ "$(BENCH_OPENSSL)" != 0 ]; then set -x; CGO_ENABLED=1 $(GO) build -trimpath -tags openssl -ldflags '$(LDFLAGS)' -o bin/staple-openssl .; fi
 	BENCHTIME='$(BENCHTIME)' BENCH_ROUNDS='$(BENCH_ROUNDS)' ./bin/benchrun -staple $(BIN) -static bin/bench-staticserver \

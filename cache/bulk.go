@@ -41,7 +41,7 @@ func (s *Store) PutEntries(es []Entry) error {
 		err := s.update(func(tx *bolt.Tx) error {
 			certsB, resps := tx.Bucket(bucketCerts), tx.Bucket(bucketResponses)
 			for _, e := range chunk {
-				k := diskKey(e.Key)
+				k := EncodeKey(e.Key)
 				if e.Cert != nil {
 					if err := certsB.Put(k, encodeCert(*e.Cert)); err != nil {
 						return err
@@ -51,7 +51,7 @@ func (s *Store) PutEntries(es []Entry) error {
 					continue
 				}
 				if old := resps.Get(k); old != nil {
-					if prev, err := decodeResponse(old); err == nil && prev.ThisUpdate.After(e.Response.ThisUpdate) {
+					if prev, err := DecodeResponse(old); err == nil && prev.ThisUpdate.After(e.Response.ThisUpdate) {
 						continue
 					}
 				}
@@ -75,7 +75,7 @@ func (s *Store) RemoveAll(keys []certs.Key) error {
 		chunk := keys[start:min(start+bulkTxSize, len(keys))]
 		err := s.update(func(tx *bolt.Tx) error {
 			for _, key := range chunk {
-				k := diskKey(key)
+				k := EncodeKey(key)
 				for _, name := range [][]byte{bucketCerts, bucketResponses, bucketHistory} {
 					if err := tx.Bucket(name).Delete(k); err != nil {
 						return err
@@ -101,13 +101,13 @@ func (s *Store) PutFetched(key certs.Key, r Response, a Attempt) error {
 	if err := checkResponse(r); err != nil {
 		return fmt.Errorf("%w (%s)", err, key)
 	}
-	k, v := diskKey(key), encodeResponse(r)
+	k, v := EncodeKey(key), encodeResponse(r)
 	var older error
 	err := s.batch(func(tx *bolt.Tx) error {
 		older = nil
 		b := tx.Bucket(bucketResponses)
 		if old := b.Get(k); old != nil {
-			if prev, err := decodeResponse(old); err == nil && prev.ThisUpdate.After(r.ThisUpdate) {
+			if prev, err := DecodeResponse(old); err == nil && prev.ThisUpdate.After(r.ThisUpdate) {
 				older = fmt.Errorf("%w: %s: stored thisUpdate %s, new %s", ErrOlder, key,
 					prev.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"), r.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"))
 			}

@@ -119,7 +119,7 @@ func TestPutFetchedGroupCommit(t *testing.T) {
 	bad := testKey("group", 999)
 	s := openTest(t, path, Options{})
 	if err := s.db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.Bucket(bucketHistory).CreateBucket(diskKey(bad))
+		_, err := tx.Bucket(bucketHistory).CreateBucket(EncodeKey(bad))
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -3,24 +3,10 @@ package cache
 import (
 	"fmt"
 	"time"
-
-	"staple/certs"
 )
 
-// The record encoding, exported for other stores of the same records (package fleet keeps them in etcd). The
-// bytes are exactly those of the bbolt file (schema.go documents them), so a record can move between stores
-// unchanged, and a decoder refuses what a newer staple wrote with ErrNewerRecord and anything malformed with
-// ErrCorruptRecord.
-
-// KeyLen is the width of EncodeKey's output.
-const KeyLen = diskKeyLen
-
-// EncodeKey returns the fixed-width, sortable form of k used as a record's key: the issuer hash, then the
-// serial big-endian, left-padded with zeros to 32 bytes.
-func EncodeKey(k certs.Key) []byte { return diskKey(k) }
-
-// DecodeKey reverses EncodeKey; a malformed key wraps ErrCorruptRecord.
-func DecodeKey(b []byte) (certs.Key, error) { return keyFromDisk(b) }
+// The encoders of records for other stores of them (package fleet keeps them in etcd): the same checks as the
+// Store's, and the same bytes as the bbolt file (schema.go documents them).
 
 // EncodeResponse returns the record of r, or an error when r is empty or over the size limits (ErrTooLarge):
 // the same checks Store.PutResponse makes.
@@ -31,9 +17,6 @@ func EncodeResponse(r Response) ([]byte, error) {
 	return encodeResponse(r), nil
 }
 
-// DecodeResponse decodes a response record.
-func DecodeResponse(b []byte) (Response, error) { return decodeResponse(b) }
-
 // EncodeCert returns the record of c, or an error when it lacks its leaf or issuer or is over the limits.
 func EncodeCert(c Cert) ([]byte, error) {
 	if err := checkCert(c); err != nil {
@@ -42,22 +25,16 @@ func EncodeCert(c Cert) ([]byte, error) {
 	return encodeCert(c), nil
 }
 
-// DecodeCert decodes a certificate record.
-func DecodeCert(b []byte) (Cert, error) { return decodeCert(b) }
-
 // AppendAttempt returns the history record of h with a appended, keeping the last MaxHistory attempts and
 // cutting over-long text, as Store.AddAttempt does. A history that does not decode is replaced: it is a
 // diagnostic, not state to protect.
 func AppendAttempt(history []byte, a Attempt) []byte {
 	var h []Attempt
 	if history != nil {
-		h, _ = decodeHistory(history)
+		h, _ = DecodeHistory(history)
 	}
 	return encodeHistory(appendAttempt(h, a))
 }
-
-// DecodeHistory decodes a history record.
-func DecodeHistory(b []byte) ([]Attempt, error) { return decodeHistory(b) }
 
 // EncodeSession returns the record of a TLS session stored until expires.
 func EncodeSession(id, data []byte, expires time.Time) ([]byte, error) {
@@ -67,9 +44,6 @@ func EncodeSession(id, data []byte, expires time.Time) ([]byte, error) {
 	return encodeSession(data, expires), nil
 }
 
-// DecodeSession decodes a session record.
-func DecodeSession(b []byte) (data []byte, expires time.Time, err error) { return decodeSession(b) }
-
 // EncodeTicketKeys returns the record of k, or an error when it has no current key or a key is over the limit.
 func EncodeTicketKeys(k TicketKeys) ([]byte, error) {
 	if err := checkTicketKeys(k); err != nil {
@@ -77,9 +51,6 @@ func EncodeTicketKeys(k TicketKeys) ([]byte, error) {
 	}
 	return encodeTicketKeys(k), nil
 }
-
-// DecodeTicketKeys decodes a ticket keys record.
-func DecodeTicketKeys(b []byte) (TicketKeys, error) { return decodeTicketKeys(b) }
 
 func checkResponse(r Response) error {
 	switch {

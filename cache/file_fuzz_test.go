@@ -29,10 +29,10 @@ func validFile(tb testing.TB) []byte {
 		tb.Fatal(err)
 	}
 	g := goldenRecords()
-	resp, err1 := decodeResponse(g["response-revoked.bin"])
-	cert, err2 := decodeCert(g["cert-muststaple.bin"])
-	hist, err3 := decodeHistory(g["history-two.bin"])
-	keys, err4 := decodeTicketKeys(g["ticket-keys.bin"])
+	resp, err1 := DecodeResponse(g["response-revoked.bin"])
+	cert, err2 := DecodeCert(g["cert-muststaple.bin"])
+	hist, err3 := DecodeHistory(g["history-two.bin"])
+	keys, err4 := DecodeTicketKeys(g["ticket-keys.bin"])
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		tb.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestRecordThatIsABucket(t *testing.T) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, r := range []struct{ bucket, key []byte }{
-			{bucketCerts, diskKey(key)}, {bucketResponses, diskKey(key)}, {bucketHistory, diskKey(key)},
+			{bucketCerts, EncodeKey(key)}, {bucketResponses, EncodeKey(key)}, {bucketHistory, EncodeKey(key)},
 			{bucketSessions, session}, {bucketTicketKeys, ticketKeysKey},
 		} {
 			b := tx.Bucket(r.bucket)
@@ -344,8 +344,8 @@ func TestRecordThatIsABucket(t *testing.T) {
 		t.Errorf("PurgeSessions: %d, %v; want the 2 expired sessions purged", n, err)
 	}
 	g := goldenRecords()
-	resp, err1 := decodeResponse(g["response-revoked.bin"])
-	keys, err2 := decodeTicketKeys(g["ticket-keys.bin"])
+	resp, err1 := DecodeResponse(g["response-revoked.bin"])
+	keys, err2 := DecodeTicketKeys(g["ticket-keys.bin"])
 	if err := errors.Join(err1, err2); err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,11 @@ func (s *Store) PutResponse(key certs.Key, r Response) error {
 	if err := checkResponse(r); err != nil {
 		return fmt.Errorf("%w (%s)", err, key)
 	}
-	k, v := diskKey(key), encodeResponse(r)
+	k, v := EncodeKey(key), encodeResponse(r)
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketResponses)
 		if old := b.Get(k); old != nil {
-			if prev, err := decodeResponse(old); err == nil && prev.ThisUpdate.After(r.ThisUpdate) {
+			if prev, err := DecodeResponse(old); err == nil && prev.ThisUpdate.After(r.ThisUpdate) {
 				return fmt.Errorf("%w: %s: stored thisUpdate %s, new %s", ErrOlder, key,
 					prev.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"), r.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"))
 			}
@@ -31,12 +31,12 @@ func (s *Store) PutResponse(key certs.Key, r Response) error {
 func (s *Store) Response(key certs.Key) (Response, error) {
 	var r Response
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketResponses).Get(diskKey(key))
+		v := tx.Bucket(bucketResponses).Get(EncodeKey(key))
 		if v == nil {
 			return fmt.Errorf("%w: no response for %s", ErrNotFound, key)
 		}
 		var err error
-		r, err = decodeResponse(v)
+		r, err = DecodeResponse(v)
 		return err
 	})
 	return r, err
@@ -47,7 +47,7 @@ func (s *Store) Response(key certs.Key) (Response, error) {
 // the rest. An error returned by fn stops the walk and is returned. fn runs inside a read transaction: it must
 // not block on anything but memory, and must not write to the store.
 func (s *Store) Responses(fn func(key certs.Key, r Response, err error) error) error {
-	return walk(s, bucketResponses, "response for", decodeResponse, fn)
+	return walk(s, bucketResponses, "response for", DecodeResponse, fn)
 }
 
 // walk calls fn for every record of bucket in key order, decoded by decode; what names a record in errors.
@@ -55,7 +55,7 @@ func walk[T any](s *Store, bucket []byte, what string, decode func([]byte) (T, e
 	return s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
 			var zero T
-			key, err := keyFromDisk(k)
+			key, err := DecodeKey(k)
 			if err != nil {
 				return fn(key, zero, err)
 			}
@@ -70,7 +70,7 @@ func walk[T any](s *Store, bucket []byte, what string, decode func([]byte) (T, e
 
 // DeleteResponse removes the response of key; removing an absent one is not an error.
 func (s *Store) DeleteResponse(key certs.Key) error {
-	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketResponses).Delete(diskKey(key)) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketResponses).Delete(EncodeKey(key)) })
 }
 
 // PutCert stores c as the watched certificate of key.
@@ -78,7 +78,7 @@ func (s *Store) PutCert(key certs.Key, c Cert) error {
 	if err := checkCert(c); err != nil {
 		return fmt.Errorf("%w (%s)", err, key)
 	}
-	k, v := diskKey(key), encodeCert(c)
+	k, v := EncodeKey(key), encodeCert(c)
 	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCerts).Put(k, v) })
 }
 
@@ -86,12 +86,12 @@ func (s *Store) PutCert(key certs.Key, c Cert) error {
 func (s *Store) Cert(key certs.Key) (Cert, error) {
 	var c Cert
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketCerts).Get(diskKey(key))
+		v := tx.Bucket(bucketCerts).Get(EncodeKey(key))
 		if v == nil {
 			return fmt.Errorf("%w: no certificate %s", ErrNotFound, key)
 		}
 		var err error
-		c, err = decodeCert(v)
+		c, err = DecodeCert(v)
 		return err
 	})
 	return c, err
@@ -99,18 +99,18 @@ func (s *Store) Cert(key certs.Key) (Cert, error) {
 
 // Certs calls fn for every watched certificate in key order, with the same contract as Responses.
 func (s *Store) Certs(fn func(key certs.Key, c Cert, err error) error) error {
-	return walk(s, bucketCerts, "certificate", decodeCert, fn)
+	return walk(s, bucketCerts, "certificate", DecodeCert, fn)
 }
 
 // DeleteCert stops remembering key as watched; its response and history stay. Removing an absent one is not an
 // error.
 func (s *Store) DeleteCert(key certs.Key) error {
-	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCerts).Delete(diskKey(key)) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCerts).Delete(EncodeKey(key)) })
 }
 
 // AddAttempt appends a to the history of key, keeping the last MaxHistory attempts. Over-long text is cut.
 func (s *Store) AddAttempt(key certs.Key, a Attempt) error {
-	k := diskKey(key)
+	k := EncodeKey(key)
 	return s.update(func(tx *bolt.Tx) error { return putAttempt(tx, k, a) })
 }
 
@@ -120,7 +120,7 @@ func putAttempt(tx *bolt.Tx, k []byte, a Attempt) error {
 	var h []Attempt
 	if old := b.Get(k); old != nil {
 		// A history that does not decode is replaced: it is a diagnostic, not state to protect.
-		h, _ = decodeHistory(old)
+		h, _ = DecodeHistory(old)
 	}
 	return b.Put(k, encodeHistory(appendAttempt(h, a)))
 }
@@ -129,12 +129,12 @@ func putAttempt(tx *bolt.Tx, k []byte, a Attempt) error {
 func (s *Store) History(key certs.Key) ([]Attempt, error) {
 	var h []Attempt
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketHistory).Get(diskKey(key))
+		v := tx.Bucket(bucketHistory).Get(EncodeKey(key))
 		if v == nil {
 			return nil
 		}
 		var err error
-		h, err = decodeHistory(v)
+		h, err = DecodeHistory(v)
 		return err
 	})
 	return h, err
@@ -143,12 +143,12 @@ func (s *Store) History(key certs.Key) ([]Attempt, error) {
 // Histories calls fn for every stored history (oldest attempt first) in key order, with the same contract as
 // Responses.
 func (s *Store) Histories(fn func(key certs.Key, h []Attempt, err error) error) error {
-	return walk(s, bucketHistory, "history of", decodeHistory, fn)
+	return walk(s, bucketHistory, "history of", DecodeHistory, fn)
 }
 
 // Remove forgets key entirely: its certificate, response and history.
 func (s *Store) Remove(key certs.Key) error {
-	k := diskKey(key)
+	k := EncodeKey(key)
 	return s.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketCerts, bucketResponses, bucketHistory} {
 			if err := tx.Bucket(name).Delete(k); err != nil {

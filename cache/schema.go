@@ -7,13 +7,13 @@ package cache
 // Layout (schema 1):
 //
 //	meta         "schema" → uint32 big-endian schema version; "created" → time record
-//	certs        diskKey  → certRecord      watched certificates (leaf and issuer DER, URLs, Must-Staple)
-//	responses    diskKey  → responseRecord  the newest verified response of each certificate
-//	history      diskKey  → historyRecord   the last MaxHistory fetch attempts of each certificate
+//	certs        EncodeKey  → certRecord      watched certificates (leaf and issuer DER, URLs, Must-Staple)
+//	responses    EncodeKey  → responseRecord  the newest verified response of each certificate
+//	history      EncodeKey  → historyRecord   the last MaxHistory fetch attempts of each certificate
 //	sessions     id       → sessionRecord   TLS sessions stored for resumption, with their expiry
 //	ticket_keys  "keys"   → ticketKeysRecord  the current and previous session ticket keys
 //
-// diskKey is 64 bytes: the 32-byte SHA-256 of the issuer's SubjectPublicKeyInfo, then the serial number
+// EncodeKey is 64 bytes: the 32-byte SHA-256 of the issuer's SubjectPublicKeyInfo, then the serial number
 // big-endian and left-padded with zeros to 32 bytes. Keys are fixed-width, so bbolt's byte order sorts them by
 // issuer, then numerically by serial.
 //
@@ -211,22 +211,24 @@ func putSchemaVersion(meta *bolt.Bucket, v int) error {
 	return meta.Put(metaSchema, binary.BigEndian.AppendUint32(nil, uint32(v)))
 }
 
-// diskKeyLen is the width of a certificate key on disk.
-const diskKeyLen = 64
+// KeyLen is the width of a certificate key on disk. The record encoding (EncodeKey, DecodeResponse, …) is
+// exported for other stores of the same records (package fleet keeps them in etcd): a record can move between
+// stores unchanged.
+const KeyLen = 64
 
-// diskKey returns the fixed-width, sortable on-disk form of k.
-func diskKey(k certs.Key) []byte {
-	b := make([]byte, diskKeyLen)
+// EncodeKey returns the fixed-width, sortable on-disk form of k.
+func EncodeKey(k certs.Key) []byte {
+	b := make([]byte, KeyLen)
 	copy(b, k.IssuerHash[:])
 	serial := k.Bytes()[32:]
-	copy(b[diskKeyLen-len(serial):], serial)
+	copy(b[KeyLen-len(serial):], serial)
 	return b
 }
 
-// keyFromDisk reverses diskKey.
-func keyFromDisk(b []byte) (certs.Key, error) {
-	if len(b) != diskKeyLen {
-		return certs.Key{}, fmt.Errorf("%w: key of %d bytes, want %d", ErrCorruptRecord, len(b), diskKeyLen)
+// DecodeKey reverses EncodeKey; a malformed key wraps ErrCorruptRecord.
+func DecodeKey(b []byte) (certs.Key, error) {
+	if len(b) != KeyLen {
+		return certs.Key{}, fmt.Errorf("%w: key of %d bytes, want %d", ErrCorruptRecord, len(b), KeyLen)
 	}
 	serial := bytes.TrimLeft(b[32:], "\x00")
 	if len(serial) == 0 {
@@ -257,7 +259,8 @@ func encodeResponse(r Response) []byte {
 	return seal(encodeBytes(b, r.Raw))
 }
 
-func decodeResponse(b []byte) (Response, error) {
+// DecodeResponse decodes a response record; ErrNewerRecord or ErrCorruptRecord when it cannot.
+func DecodeResponse(b []byte) (Response, error) {
 	d := newDecoder(b)
 	d.version()
 	var r Response
@@ -302,7 +305,8 @@ func encodeCert(c Cert) []byte {
 	return seal(b)
 }
 
-func decodeCert(b []byte) (Cert, error) {
+// DecodeCert decodes a certificate record.
+func DecodeCert(b []byte) (Cert, error) {
 	d := newDecoder(b)
 	d.version()
 	var c Cert
@@ -344,7 +348,8 @@ func encodeHistory(h []Attempt) []byte {
 	return seal(b)
 }
 
-func decodeHistory(b []byte) ([]Attempt, error) {
+// DecodeHistory decodes a history record.
+func DecodeHistory(b []byte) ([]Attempt, error) {
 	d := newDecoder(b)
 	d.version()
 	n := d.uvarint(MaxHistory)
@@ -374,7 +379,8 @@ func encodeSession(data []byte, expires time.Time) []byte {
 	return seal(encodeBytes(b, data))
 }
 
-func decodeSession(b []byte) (data []byte, expires time.Time, err error) {
+// DecodeSession decodes a session record.
+func DecodeSession(b []byte) (data []byte, expires time.Time, err error) {
 	d := newDecoder(b)
 	d.version()
 	expires = d.time()
@@ -390,7 +396,8 @@ func encodeTicketKeys(k TicketKeys) []byte {
 	return seal(encodeBytes(b, k.Previous))
 }
 
-func decodeTicketKeys(b []byte) (TicketKeys, error) {
+// DecodeTicketKeys decodes a ticket keys record.
+func DecodeTicketKeys(b []byte) (TicketKeys, error) {
 	d := newDecoder(b)
 	d.version()
 	var k TicketKeys

@@ -110,19 +110,19 @@ func TestRecordChecksum(t *testing.T) {
 func decodeAny(name string, b []byte) (any, error) {
 	switch {
 	case strings.HasPrefix(name, "response"):
-		return decodeResponse(b)
+		return DecodeResponse(b)
 	case strings.HasPrefix(name, "cert"):
-		return decodeCert(b)
+		return DecodeCert(b)
 	case strings.HasPrefix(name, "history"):
-		return decodeHistory(b)
+		return DecodeHistory(b)
 	case strings.HasPrefix(name, "session"):
-		d, e, err := decodeSession(b)
+		d, e, err := DecodeSession(b)
 		return struct {
 			D []byte
 			E time.Time
 		}{d, e}, err
 	case strings.HasPrefix(name, "ticket"):
-		return decodeTicketKeys(b)
+		return DecodeTicketKeys(b)
 	}
 	return nil, errors.New("unknown record kind " + name)
 }
@@ -175,15 +175,15 @@ func TestRecordDecodeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := decodeResponse(tt.in); !errors.Is(err, tt.want) {
-				t.Errorf("decodeResponse: %v, want %v", err, tt.want)
+			if _, err := DecodeResponse(tt.in); !errors.Is(err, tt.want) {
+				t.Errorf("DecodeResponse: %v, want %v", err, tt.want)
 			}
 		})
 	}
-	if _, err := decodeHistory(append([]byte{recordVersion}, 21)); !errors.Is(err, ErrCorruptRecord) {
+	if _, err := DecodeHistory(append([]byte{recordVersion}, 21)); !errors.Is(err, ErrCorruptRecord) {
 		t.Errorf("a history of 21 attempts: %v, want ErrCorruptRecord", err)
 	}
-	if _, err := decodeCert(encodeCert(Cert{Leaf: []byte{1}})); !errors.Is(err, ErrCorruptRecord) {
+	if _, err := DecodeCert(encodeCert(Cert{Leaf: []byte{1}})); !errors.Is(err, ErrCorruptRecord) {
 		t.Errorf("a certificate record without issuer: %v, want ErrCorruptRecord", err)
 	}
 }
@@ -208,31 +208,31 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if r, err := decodeResponse(b); err == nil {
-			if r2, err := decodeResponse(encodeResponse(r)); err != nil || !reflect.DeepEqual(r, r2) {
+		if r, err := DecodeResponse(b); err == nil {
+			if r2, err := DecodeResponse(encodeResponse(r)); err != nil || !reflect.DeepEqual(r, r2) {
 				t.Errorf("response does not survive a round trip: %v", err)
 			}
 		}
-		if c, err := decodeCert(b); err == nil {
-			if c2, err := decodeCert(encodeCert(c)); err != nil || !reflect.DeepEqual(c, c2) {
+		if c, err := DecodeCert(b); err == nil {
+			if c2, err := DecodeCert(encodeCert(c)); err != nil || !reflect.DeepEqual(c, c2) {
 				t.Errorf("certificate does not survive a round trip: %v", err)
 			}
 		}
-		if h, err := decodeHistory(b); err == nil {
-			if h2, err := decodeHistory(encodeHistory(h)); err != nil || !reflect.DeepEqual(h, h2) {
+		if h, err := DecodeHistory(b); err == nil {
+			if h2, err := DecodeHistory(encodeHistory(h)); err != nil || !reflect.DeepEqual(h, h2) {
 				t.Errorf("history does not survive a round trip: %v", err)
 			}
 		}
-		if d, e, err := decodeSession(b); err == nil {
-			if d2, e2, err := decodeSession(encodeSession(d, e)); err != nil || !bytes.Equal(d, d2) || !e.Equal(e2) {
+		if d, e, err := DecodeSession(b); err == nil {
+			if d2, e2, err := DecodeSession(encodeSession(d, e)); err != nil || !bytes.Equal(d, d2) || !e.Equal(e2) {
 				t.Errorf("session does not survive a round trip: %v", err)
 			}
 		}
-		if k, err := decodeTicketKeys(b); err == nil {
-			if k2, err := decodeTicketKeys(encodeTicketKeys(k)); err != nil || !reflect.DeepEqual(k, k2) {
+		if k, err := DecodeTicketKeys(b); err == nil {
+			if k2, err := DecodeTicketKeys(encodeTicketKeys(k)); err != nil || !reflect.DeepEqual(k, k2) {
 				t.Errorf("ticket keys do not survive a round trip: %v", err)
 			}
 		}
-		_, _ = keyFromDisk(b)
+		_, _ = DecodeKey(b)
 	})
 }

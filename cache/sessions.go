@@ -37,7 +37,7 @@ func (s *Store) GetSession(id []byte, now time.Time) ([]byte, error) {
 		if v == nil {
 			return fmt.Errorf("%w: session", ErrNotFound)
 		}
-		d, expires, err := decodeSession(v)
+		d, expires, err := DecodeSession(v)
 		if err != nil {
 			return err
 		}
@@ -99,7 +99,7 @@ func (s *Store) PurgeSessions(now time.Time) (int, error) {
 			if v == nil {
 				return nil // a nested bucket in a mangled file: no session, and Delete cannot remove it
 			}
-			if _, expires, err := decodeSession(v); err != nil || !now.Before(expires) {
+			if _, expires, err := DecodeSession(v); err != nil || !now.Before(expires) {
 				stale = append(stale, append([]byte(nil), k...))
 			}
 			return nil
@@ -127,7 +127,7 @@ func (s *Store) TicketKeys() (TicketKeys, error) {
 			return fmt.Errorf("%w: no ticket keys", ErrNotFound)
 		}
 		var err error
-		k, err = decodeTicketKeys(v)
+		k, err = DecodeTicketKeys(v)
 		return err
 	})
 	return k, err

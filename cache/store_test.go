@@ -372,8 +372,8 @@ func TestResponsesWalkSurvivesBadRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bad := diskKey(testKey("a", 2))
-	newer := diskKey(testKey("a", 4))
+	bad := EncodeKey(testKey("a", 2))
+	newer := EncodeKey(testKey("a", 4))
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketResponses)
 		b.Put(bad, []byte{recordVersion, 0, 0})
@@ -411,22 +411,22 @@ func TestDiskKeysSortBySerial(t *testing.T) {
 	var prev []byte
 	for _, n := range serials {
 		k := testKey("ca", n)
-		dk := diskKey(k)
-		if len(dk) != diskKeyLen {
+		dk := EncodeKey(k)
+		if len(dk) != KeyLen {
 			t.Fatalf("disk key of %d bytes", len(dk))
 		}
 		if prev != nil && bytes.Compare(prev, dk) >= 0 {
 			t.Errorf("serial %d does not sort after its predecessor", n)
 		}
 		prev = dk
-		back, err := keyFromDisk(dk)
+		back, err := DecodeKey(dk)
 		if err != nil || back != k {
-			t.Errorf("serial %d: keyFromDisk = %v, %v; want %v", n, back, err, k)
+			t.Errorf("serial %d: DecodeKey = %v, %v; want %v", n, back, err, k)
 		}
 	}
 	big20 := new(big.Int).SetBytes(bytes.Repeat([]byte{0xff}, 32))
 	k := certs.KeyFor([]byte("spki"), big20)
-	if back, err := keyFromDisk(diskKey(k)); err != nil || back != k {
+	if back, err := DecodeKey(EncodeKey(k)); err != nil || back != k {
 		t.Errorf("32-byte serial: %v, %v", back, err)
 	}
 }

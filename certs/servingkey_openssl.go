@@ -6,7 +6,7 @@ import (
 	"crypto"
 	"crypto/rsa"
 
-	"staple/internal/opensslkey"
+	"staple/certs/internal/opensslkey"
 )
 
 // servingKey is the key a tls.Certificate signs handshakes with: in a build with -tags openssl, an RSA key

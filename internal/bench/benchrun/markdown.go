@@ -70,7 +70,7 @@ func render(r *bench.Report, m machine, s settings, elapsed, total time.Duration
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `# Benchmarks
 
-Written by `+"`make bench`"+` (internal/benchrun) on %s: measured in %v%s. Run it again on your machine: the
+Written by `+"`make bench`"+` (internal/bench/benchrun) on %s: measured in %v%s. Run it again on your machine: the
 figures that travel are the ratios, each against a baseline measured in the same run.
 
 ## Method
@@ -96,7 +96,7 @@ figures that travel are the ratios, each against a baseline measured in the same
   ECDSA P-256 and one RSA-2048 leaf.
 - Builds: `+"`staple serve`"+` is the default pure Go build (`+"`make build`"+`); `+"`(boringcrypto)`"+` is the same source
   built with GOEXPERIMENT=boringcrypto (BoringSSL's FIPS module through cgo); `+"`(-tags openssl)`"+` hands RSA
-  signatures to the system's libcrypto through cgo (internal/opensslkey), so it is measured with the RSA
+  signatures to the system's libcrypto through cgo (certs/internal/opensslkey), so it is measured with the RSA
   certificate only. The bare Go server is internal/bench/staticserver.
 - OCSP GETs are driven by a raw HTTP/1.x client in Go, not wrk: openssl ocsp 3.0 answers one request per
   connection and spins, answering nobody, on a connection closed before its request arrived, which wrk

@@ -1,7 +1,7 @@
 // Command benchrun is make bench: it measures staple side by side with nginx, a bare crypto/tls server and
 // openssl ocsp on this machine, writes BENCHMARKS.md and prints its tables.
 //
-//	go run ./internal/benchrun -staple bin/staple -static bin/bench-staticserver [-staple-boring bin/staple-boring]
+//	go run ./internal/bench/benchrun -staple bin/staple -static bin/bench-staticserver [-staple-boring bin/staple-boring]
 //
 // BENCHTIME sets the length of one run (default 2s; "quick" for a short try: 1 s runs, 3 rounds, smaller sweep
 // and cache); BENCH_ROUNDS the number of interleaved rounds (default 5).
