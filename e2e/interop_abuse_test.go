@@ -43,10 +43,10 @@ import (
 func TestInteropSlowlorisAndMalformed(t *testing.T) {
 	n := envInt(t, "STAPLE_ABUSE_CONNS", 200) // per kind of stalled connection and port
 	bound := envDuration(t, "STAPLE_ABUSE_BOUND", 2*time.Second)
-	row := harness.Outcome(t, "abuse: slowloris, malformed ClientHellos, oversized OCSP", "staple serve, staple responder")
+	row := outcome(t, "abuse: slowloris, malformed ClientHellos, oversized OCSP", "staple serve, staple responder")
 	raiseNoFile(t, uint64(16*n+4096))
 
-	f := harness.NewLabFixture(t, "@every 5s")
+	f := newLabFixture(t, "@every 5s")
 	labResp := labResponder(t, f, time.Hour)
 	cachingAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	const handshakeTimeout = 3 * time.Second
@@ -54,7 +54,7 @@ func TestInteropSlowlorisAndMalformed(t *testing.T) {
 		fmt.Sprintf("handshake_timeout = %q", handshakeTimeout.String()),
 		fmt.Sprintf("responder_listen = %q", cachingAddr),
 	}})
-	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv := harness.Start(t, binary, "serve", "--config", f.Config)
 	srv.WaitLog("staple serving", harness.Timeout)
 	client := newStapleClient(t, f, "site.test")
 	client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)

@@ -26,9 +26,9 @@ func TestInteropStatusPageInChromium(t *testing.T) {
 	port := harness.FreePort(t)
 	conf := filepath.Join(dir, "ports.toml")
 	os.WriteFile(conf, []byte(fmt.Sprintf("listen = \"127.0.0.1:%d\"\nlab_responder_url = \"http://127.0.0.1:%d\"\n", port, harness.FreePort(t))), 0o600)
-	srv := harness.Start(t, harness.Binary, "serve", "--config", conf, "--data-dir", dataDir, "--log-format", "json")
+	srv := harness.Start(t, binary, "serve", "--config", conf, "--data-dir", dataDir, "--log-format", "json")
 	srv.WaitLog("staple serving", harness.Timeout)
-	row := harness.Outcome(t, "renders the status page over HTTPS, lab CA trusted", "Chromium (headless)")
+	row := outcome(t, "renders the status page over HTTPS, lab CA trusted", "Chromium (headless)")
 
 	home := filepath.Join(dir, "home")
 	nss := filepath.Join(home, ".pki", "nssdb")

@@ -35,8 +35,8 @@ type interopLab struct {
 func newInteropLab(t *testing.T, base, kind, name string, responderFlags ...string) *interopLab {
 	t.Helper()
 	l := &interopLab{kind: kind, name: name, dir: filepath.Join(base, "lab-"+kind+"-"+name), responderPort: harness.FreePort(t)}
-	harness.MustStaple(t, "lab", "init", l.dir, "--key-type", kind, "--responder-url", "http://127.0.0.1:"+strconv.Itoa(l.responderPort))
-	harness.MustStaple(t, "lab", "issue", l.dir, name, "--ip", "127.0.0.1")
+	mustStaple(t, "lab", "init", l.dir, "--key-type", kind, "--responder-url", "http://127.0.0.1:"+strconv.Itoa(l.responderPort))
+	mustStaple(t, "lab", "issue", l.dir, name, "--ip", "127.0.0.1")
 	l.cert, l.key = filepath.Join(l.dir, "certs", name+".pem"), filepath.Join(l.dir, "certs", name+".key")
 	l.root, l.ca = filepath.Join(l.dir, "root.pem"), filepath.Join(l.dir, "ca.pem")
 	l.leaf, l.issuer = readCert(t, l.cert), readCert(t, l.ca)
@@ -48,7 +48,7 @@ func newInteropLab(t *testing.T, base, kind, name string, responderFlags ...stri
 func (l *interopLab) startResponder(t *testing.T) {
 	t.Helper()
 	args := append([]string{"responder", "--lab", l.dir, "--listen", "127.0.0.1:" + strconv.Itoa(l.responderPort), "--log-format", "json"}, l.responderFlagsAtStart...)
-	l.responder = harness.Start(t, harness.Binary, args...)
+	l.responder = harness.Start(t, binary, args...)
 	l.responder.WaitLog("listening", harness.Timeout)
 }
 
@@ -95,7 +95,7 @@ func newServedWorld(t *testing.T, extra string, labs ...*interopLab) *servedWorl
 	w := &servedWorld{base: base, dataDir: filepath.Join(base, "data"), config: filepath.Join(base, "staple.toml"),
 		tlsAddr: "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), labs: labs, extra: extra}
 	w.writeConfig(t)
-	w.srv = harness.Start(t, harness.Binary, "serve", "--config", w.config)
+	w.srv = harness.Start(t, binary, "serve", "--config", w.config)
 	w.srv.WaitLog("staple serving", harness.Timeout)
 	for _, l := range labs {
 		w.waitStaple(t, l, ocsp.Good)
@@ -189,7 +189,7 @@ func runCmd(t *testing.T, timeout time.Duration, combined bool, name string, arg
 var clients = []client{
 	{"openssl s_client", func(t *testing.T, w *servedWorld, l *interopLab, v uint16, want int) {
 		flag := map[uint16]string{tls.VersionTLS12: "-tls1_2", tls.VersionTLS13: "-tls1_3"}[v]
-		r := harness.SClient(t, w.tlsAddr, l.root, l.name, flag)
+		r := sClient(t, w.tlsAddr, l.root, l.name, flag)
 		if r.Status != statusWord(want) {
 			t.Fatalf("s_client saw Cert Status %q, want %s:\n%s", r.Status, statusWord(want), r.Out)
 		}
@@ -280,7 +280,7 @@ func TestInteropClients(t *testing.T) {
 		for _, c := range clients {
 			for _, l := range labs {
 				t.Run(phase+"/"+c.name+"/"+l.kind, func(t *testing.T) {
-					row := harness.Outcome(t, fmt.Sprintf("reads a %s staple (%s, TLS 1.2 and 1.3)", statusWord(want), l.kind), c.name)
+					row := outcome(t, fmt.Sprintf("reads a %s staple (%s, TLS 1.2 and 1.3)", statusWord(want), l.kind), c.name)
 					for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 						c.check(t, w, l, v, want)
 					}
@@ -291,9 +291,9 @@ func TestInteropClients(t *testing.T) {
 	}
 	checkAll("good", ocsp.Good)
 	for _, l := range labs {
-		harness.MustStaple(t, "lab", "revoke", l.dir, l.cert, "--reason", "keyCompromise")
+		mustStaple(t, "lab", "revoke", l.dir, l.cert, "--reason", "keyCompromise")
 	}
-	harness.MustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
+	mustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
 	for _, l := range labs {
 		w.waitStaple(t, l, ocsp.Revoked)
 	}

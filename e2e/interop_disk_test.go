@@ -32,12 +32,12 @@ import (
 // with exit 1 and one line naming the path. Root reads a chmod 000 file, so as root these cases run serve as
 // the unprivileged user nobody; an immutable file (chattr +i) stops even root from opening it for writing.
 func TestInteropDiskUnreadable(t *testing.T) {
-	f := harness.NewLabFixture(t, "@every 30s")
+	f := newLabFixture(t, "@every 30s")
 	makeCache(t, f)
 	base := filepath.Dir(f.Dir)
 
 	t.Run("cache file chmod 000", func(t *testing.T) {
-		row := harness.Outcome(t, "disk: cache file chmod 000", "Linux permissions")
+		row := outcome(t, "disk: cache file chmod 000", "Linux permissions")
 		run := asUnprivileged(t, f, base)
 		path := filepath.Join(f.DataDir, "cache.db")
 		if err := os.Chmod(path, 0); err != nil {
@@ -49,7 +49,7 @@ func TestInteropDiskUnreadable(t *testing.T) {
 		row.Note("%s", line)
 	})
 	t.Run("data directory chmod 000", func(t *testing.T) {
-		row := harness.Outcome(t, "disk: data directory chmod 000", "Linux permissions")
+		row := outcome(t, "disk: data directory chmod 000", "Linux permissions")
 		run := asUnprivileged(t, f, base)
 		if err := os.Chmod(f.DataDir, 0); err != nil {
 			t.Fatal(err)
@@ -60,14 +60,14 @@ func TestInteropDiskUnreadable(t *testing.T) {
 		row.Note("%s", line)
 	})
 	t.Run("cache file immutable", func(t *testing.T) {
-		row := harness.Outcome(t, "disk: cache file immutable (chattr +i)", "e2fsprogs chattr")
+		row := outcome(t, "disk: cache file immutable (chattr +i)", "e2fsprogs chattr")
 		harness.RequireTool(t, "chattr")
 		path := filepath.Join(f.DataDir, "cache.db")
 		if out, err := exec.Command("chattr", "+i", path).CombinedOutput(); err != nil {
 			t.Skipf("chattr +i is not possible here (%v: %s)", err, bytes.TrimSpace(out))
 		}
 		defer exec.Command("chattr", "-i", path).Run()
-		_, errOut, code := harness.Staple(t, "serve", "--config", f.Config)
+		_, errOut, code := staple(t, "serve", "--config", f.Config)
 		if code != 1 {
 			t.Fatalf("exit %d, want 1; stderr:\n%s", code, errOut)
 		}
@@ -80,11 +80,11 @@ func TestInteropDiskUnreadable(t *testing.T) {
 // asUnprivileged returns a function that runs staple and returns the last line of its stderr after checking
 // that it exited 1 with that one line. As root, it runs a copy of the binary as nobody, with the fixture
 // handed over to nobody; otherwise it runs the binary as the current user.
-func asUnprivileged(t *testing.T, f *harness.LabFixture, base string) func(t *testing.T, args ...string) string {
+func asUnprivileged(t *testing.T, f *labFixture, base string) func(t *testing.T, args ...string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		return func(t *testing.T, args ...string) string {
-			_, errOut, code := harness.Staple(t, args...)
+			_, errOut, code := staple(t, args...)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1; stderr:\n%s", code, errOut)
 			}
@@ -99,7 +99,7 @@ func asUnprivileged(t *testing.T, f *harness.LabFixture, base string) func(t *te
 	gid, _ := strconv.Atoi(u.Gid)
 	bin := filepath.Join(base, "staple")
 	if _, err := os.Stat(bin); err != nil {
-		b, err := os.ReadFile(harness.Binary)
+		b, err := os.ReadFile(binary)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,10 +173,10 @@ func wantOneLine(t *testing.T, line string, wants ...string) {
 
 // makeCache runs serve against the lab's responder until it staples, and stops it: the data directory then
 // holds a cache file with the certificate and its response.
-func makeCache(t *testing.T, f *harness.LabFixture) {
+func makeCache(t *testing.T, f *labFixture) {
 	t.Helper()
 	resp := labResponder(t, f, time.Hour)
-	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv := harness.Start(t, binary, "serve", "--config", f.Config)
 	srv.WaitLog("staple serving", harness.Timeout)
 	newStapleClient(t, f, "site.test").waitGoodStaple(t, f.TLSAddr, 20*time.Second)
 	srv.Stop()
@@ -190,7 +190,7 @@ func makeCache(t *testing.T, f *harness.LabFixture) {
 // A flipped bit inside a stored response is caught at start: the response is not stapled, not even while
 // the responder is down, and a fresh one is fetched once it is back.
 func TestInteropDiskCorrupt(t *testing.T) {
-	f := harness.NewLabFixture(t, "@every 1s")
+	f := newLabFixture(t, "@every 1s")
 	makeCache(t, f)
 	path := filepath.Join(f.DataDir, "cache.db")
 	valid, err := os.ReadFile(path)
@@ -215,11 +215,11 @@ func TestInteropDiskCorrupt(t *testing.T) {
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
-			row := harness.Outcome(t, "disk: corrupt cache file, "+tt.name, "bbolt")
+			row := outcome(t, "disk: corrupt cache file, "+tt.name, "bbolt")
 			if err := os.WriteFile(path, tt.content, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, errOut, code := harness.Staple(t, "serve", "--config", f.Config)
+			_, errOut, code := staple(t, "serve", "--config", f.Config)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1; stderr:\n%s", code, errOut)
 			}
@@ -230,7 +230,7 @@ func TestInteropDiskCorrupt(t *testing.T) {
 			}
 
 			resp := labResponder(t, f, time.Hour)
-			srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config, "--reset-cache")
+			srv := harness.Start(t, binary, "serve", "--config", f.Config, "--reset-cache")
 			moved := srv.WaitLog("the corrupt cache file was moved aside; starting with an empty cache", harness.Timeout)
 			srv.WaitLog("staple serving", harness.Timeout)
 			to, _ := moved["moved_to"].(string)
@@ -250,7 +250,7 @@ func TestInteropDiskCorrupt(t *testing.T) {
 	}
 
 	t.Run("empty file", func(t *testing.T) {
-		row := harness.Outcome(t, "disk: empty cache file (0 bytes)", "bbolt")
+		row := outcome(t, "disk: empty cache file (0 bytes)", "bbolt")
 		if err := os.WriteFile(path, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -260,12 +260,12 @@ func TestInteropDiskCorrupt(t *testing.T) {
 	})
 
 	t.Run("one meta page garbage", func(t *testing.T) {
-		row := harness.Outcome(t, "disk: cache file with one meta page destroyed", "bbolt")
+		row := outcome(t, "disk: cache file with one meta page destroyed", "bbolt")
 		if err := os.WriteFile(path, garbage(valid, 0, pageSize), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		// The responder is down: the staple can only come from the file.
-		srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+		srv := harness.Start(t, binary, "serve", "--config", f.Config)
 		srv.WaitLog("staple serving", harness.Timeout)
 		newStapleClient(t, f, "site.test").waitGoodStaple(t, f.TLSAddr, 5*time.Second)
 		srv.Stop()
@@ -273,7 +273,7 @@ func TestInteropDiskCorrupt(t *testing.T) {
 	})
 
 	t.Run("a flipped bit in a stored response", func(t *testing.T) {
-		row := harness.Outcome(t, "disk: a flipped bit in a stored response", "bbolt, x/crypto/ocsp")
+		row := outcome(t, "disk: a flipped bit in a stored response", "bbolt, x/crypto/ocsp")
 		if err := os.WriteFile(path, valid, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +287,7 @@ func TestInteropDiskCorrupt(t *testing.T) {
 		if err := os.WriteFile(path, flipped, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+		srv := harness.Start(t, binary, "serve", "--config", f.Config)
 		srv.WaitLog("stored response skipped", harness.Timeout) // its record's checksum does not match
 		srv.WaitLog("staple serving", harness.Timeout)
 		client := newStapleClient(t, f, "site.test")
@@ -304,7 +304,7 @@ func TestInteropDiskCorrupt(t *testing.T) {
 			}
 		}
 		resp := labResponder(t, f, time.Hour)
-		harness.MustStaple(t, "cache", "refresh", "--data-dir", f.DataDir)
+		mustStaple(t, "cache", "refresh", "--data-dir", f.DataDir)
 		client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)
 		srv.Stop()
 		resp.Kill()
@@ -339,8 +339,8 @@ func storedResponse(t *testing.T, path string) []byte {
 // socket (/healthz) and count the failed writes; once space returns it must become healthy again and have
 // the newest response on disk.
 func TestInteropDiskFull(t *testing.T) {
-	row := harness.Outcome(t, "disk: full data directory (2 MiB tmpfs)", "Linux tmpfs")
-	f := harness.NewLabFixture(t, "@every 1s")
+	row := outcome(t, "disk: full data directory (2 MiB tmpfs)", "Linux tmpfs")
+	f := newLabFixture(t, "@every 1s")
 	if err := os.MkdirAll(f.DataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestInteropDiskFull(t *testing.T) {
 	labResponder(t, f, validity)
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	writeServeConfig(t, f, serveConfig{sweep: "@every 1s", top: []string{fmt.Sprintf("metrics_listen = %q", metricsAddr)}})
-	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv := harness.Start(t, binary, "serve", "--config", f.Config)
 	srv.WaitLog("staple serving", harness.Timeout)
 	client := newStapleClient(t, f, "site.test")
 	first := client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)

@@ -165,7 +165,7 @@ func TestInteropResponderFaults(t *testing.T) {
 	refused.startResponder(t)
 	syscall.Kill(down.responder.Cmd.Process.Pid, syscall.SIGCONT)
 	repaired := time.Now()
-	harness.MustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
+	mustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
 	for _, l := range labs {
 		w.waitStaple(t, l, ocsp.Good)
 	}
@@ -176,7 +176,7 @@ func TestInteropResponderFaults(t *testing.T) {
 	names := append(faultNames(), "refused", "down")
 	for i, wt := range watchers {
 		t.Run(names[i], func(t *testing.T) {
-			row := harness.Outcome(t, "survives a responder fault: "+names[i], "staple responder / process")
+			row := outcome(t, "survives a responder fault: "+names[i], "staple responder / process")
 			wt.mu.Lock()
 			defer wt.mu.Unlock()
 			if wt.invalid > 0 {
@@ -224,7 +224,7 @@ func newInteropLabN(t *testing.T, base, name string, responderFlags ...string) *
 // ones issued now (the responder sees them at once: it watches index.txt).
 func (l *labN) leaf(t *testing.T, i int, name string) *interopLab {
 	t.Helper()
-	harness.MustStaple(t, "lab", "issue", l.dir, name, "--ip", "127.0.0.1")
+	mustStaple(t, "lab", "issue", l.dir, name, "--ip", "127.0.0.1")
 	c := *l.interopLab
 	c.name = name
 	c.cert, c.key = filepath.Join(l.dir, "certs", name+".pem"), filepath.Join(l.dir, "certs", name+".key")
@@ -274,7 +274,7 @@ func TestInteropKill9(t *testing.T) {
 
 	kills := envInt(t, "STAPLE_KILLS", 20)
 	for i := range kills {
-		srv := harness.Start(t, harness.Binary, "serve", "--config", w.config)
+		srv := harness.Start(t, binary, "serve", "--config", w.config)
 		srv.WaitLog("staple serving", harness.Timeout)
 		l := labs[rand.IntN(len(labs))]
 		if der := w.goStaple(t, l, tls.VersionTLS13); der == nil {
@@ -286,14 +286,14 @@ func TestInteropKill9(t *testing.T) {
 		syscall.Kill(-srv.Cmd.Process.Pid, syscall.SIGKILL)
 		<-srv.Done()
 	}
-	srv := harness.Start(t, harness.Binary, "serve", "--config", w.config)
+	srv := harness.Start(t, binary, "serve", "--config", w.config)
 	srv.WaitLog("staple serving", harness.Timeout)
-	row := harness.Outcome(t, "kill -9 during refreshes, then the first handshake", "staple serve (SIGKILL)")
+	row := outcome(t, "kill -9 during refreshes, then the first handshake", "staple serve (SIGKILL)")
 	for _, l := range labs {
 		w.waitStaple(t, l, ocsp.Good)
 	}
 	srv.Stop()
-	if out, errOut, code := harness.Staple(t, "cache", "ls", "--data-dir", w.dataDir); code != 0 || strings.Count(out, "good") != len(labs) {
+	if out, errOut, code := staple(t, "cache", "ls", "--data-dir", w.dataDir); code != 0 || strings.Count(out, "good") != len(labs) {
 		t.Errorf("cache ls after the kills: exit %d\n%s%s", code, out, errOut)
 	}
 	row.Note("%d kills, every restart stapled its first handshake", kills)

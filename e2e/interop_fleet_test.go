@@ -139,7 +139,7 @@ self_fetch_margin = "8s"
 
 %s`, n.dataDir, n.addr, etcd.clientURL, n.name, sites.String())
 		os.WriteFile(n.config, []byte(conf), 0o600)
-		n.proc = harness.Start(t, harness.Binary, "serve", "--config", n.config)
+		n.proc = harness.Start(t, binary, "serve", "--config", n.config)
 		nodes[i] = n
 	}
 	for _, n := range nodes {
@@ -234,7 +234,7 @@ self_fetch_margin = "8s"
 	time.Sleep(3*validity/2 + 5*time.Second)
 	phase1End := time.Now()
 	perSerial := responderRequests(t, lab.responder.Output(), phase1, phase1End)
-	row := harness.Outcome(t, "one CA fetch per certificate per refresh cycle, 3 nodes, 100 certificates", "etcd 3.4 + staple responder")
+	row := outcome(t, "one CA fetch per certificate per refresh cycle, 3 nodes, 100 certificates", "etcd 3.4 + staple responder")
 	minGap, total := time.Duration(1<<62), 0
 	for _, l := range labs {
 		times := perSerial[strings.ToUpper(l.leaf.SerialNumber.Text(16))]
@@ -260,7 +260,7 @@ self_fetch_margin = "8s"
 		total, window.Round(time.Second), certsN, float64(total)/certsN, minGap.Round(time.Second), validity)
 
 	t.Run("ticket from A resumes on B", func(t *testing.T) {
-		r := harness.Outcome(t, "a session ticket from node A resumes on node B", "staple serve ×2 (shared ticket keys)")
+		r := outcome(t, "a session ticket from node A resumes on node B", "staple serve ×2 (shared ticket keys)")
 		cache := tls.NewLRUClientSessionCache(8)
 		if _, err := dial(nodes[0], labs[0], cache); err != nil {
 			t.Fatal(err)
@@ -274,7 +274,7 @@ self_fetch_margin = "8s"
 
 	// Phase 2: the leader dies. Another node takes over; no handshake loses its staple.
 	leader := findLeader(t, nodes)
-	row2 := harness.Outcome(t, "the leader killed: another takes over, every handshake stapled", "staple serve ×3")
+	row2 := outcome(t, "the leader killed: another takes over, every handshake stapled", "staple serve ×3")
 	killed := time.Now()
 	aliveMu.Lock()
 	leader.dead = true
@@ -296,7 +296,7 @@ self_fetch_margin = "8s"
 	row2.Note("new leader %s after %v; %d fetches since", next.name, takeover.Round(100*time.Millisecond), fetched)
 
 	// Phase 3: etcd stops. Every node keeps stapling, fetching for itself near expiry.
-	row3 := harness.Outcome(t, "etcd stopped: every node keeps stapling, then catches up", "etcd 3.4 (stopped, restarted)")
+	row3 := outcome(t, "etcd stopped: every node keeps stapling, then catches up", "etcd 3.4 (stopped, restarted)")
 	etcd.kill()
 	time.Sleep(validity + 5*time.Second) // past the expiry of every response fetched before the stop
 	etcd.start()
@@ -328,9 +328,9 @@ self_fetch_margin = "8s"
 	row3.Note("%d of 20 certificates stapled identically by both nodes after etcd returned", converged)
 
 	t.Run("cache commands on the fleet's store", func(t *testing.T) {
-		r := harness.Outcome(t, "staple cache ls with no service, from the fleet's etcd", "etcd 3.4")
+		r := outcome(t, "staple cache ls with no service, from the fleet's etcd", "etcd 3.4")
 		// The dead leader's data directory has no service: the command reads the fleet's store.
-		out := harness.MustStaple(t, "cache", "ls", "--config", leader.config)
+		out := mustStaple(t, "cache", "ls", "--config", leader.config)
 		if n := strings.Count(out, " good "); n != certsN {
 			t.Errorf("cache ls from the fleet's store lists %d good certificates, want %d:\n%s", n, certsN, out)
 		}
@@ -345,7 +345,7 @@ self_fetch_margin = "8s"
 				break
 			}
 		}
-		show := harness.MustStaple(t, "cache", "show", key, "--config", leader.config)
+		show := mustStaple(t, "cache", "show", key, "--config", leader.config)
 		var served string
 		for _, line := range strings.Split(show, "\n") {
 			if strings.HasPrefix(line, "Served by:") {
@@ -362,7 +362,7 @@ self_fetch_margin = "8s"
 
 	close(stop)
 	wg.Wait()
-	hammer := harness.Outcome(t, "handshakes to live nodes with no valid staple, whole test", "Go crypto/tls clients")
+	hammer := outcome(t, "handshakes to live nodes with no valid staple, whole test", "Go crypto/tls clients")
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	if sw.violated > 0 {

@@ -188,7 +188,7 @@ type serveConfig struct {
 }
 
 // writeServeConfig rewrites the fixture's configuration file with the extra settings.
-func writeServeConfig(t *testing.T, f *harness.LabFixture, c serveConfig) {
+func writeServeConfig(t *testing.T, f *labFixture, c serveConfig) {
 	t.Helper()
 	if c.sweep == "" {
 		c.sweep = "@every 1s"
@@ -212,11 +212,11 @@ func writeServeConfig(t *testing.T, f *harness.LabFixture, c serveConfig) {
 }
 
 // labResponder runs staple responder over the fixture's lab on its OCSP port, with the fault API on.
-func labResponder(t *testing.T, f *harness.LabFixture, validity time.Duration, extra ...string) *harness.Process {
+func labResponder(t *testing.T, f *labFixture, validity time.Duration, extra ...string) *harness.Process {
 	t.Helper()
 	args := append([]string{"responder", "--lab", f.Dir, "--listen", "127.0.0.1:" + strconv.Itoa(f.OCSPPort),
 		"--validity", validity.String(), "--log-format", "json"}, extra...)
-	p := harness.Start(t, harness.Binary, args...)
+	p := harness.Start(t, binary, args...)
 	p.WaitLog("listening", harness.Timeout)
 	return p
 }
@@ -229,7 +229,7 @@ type stapleClient struct {
 	serverName string
 }
 
-func newStapleClient(t *testing.T, f *harness.LabFixture, serverName string) *stapleClient {
+func newStapleClient(t *testing.T, f *labFixture, serverName string) *stapleClient {
 	t.Helper()
 	return &stapleClient{roots: certPool(t, f.Root), issuer: readCert(t, filepath.Join(f.Dir, "ca.pem")), serverName: serverName}
 }

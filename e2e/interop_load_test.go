@@ -38,10 +38,10 @@ func TestInteropLoadMaxConnections(t *testing.T) {
 	if limit >= total {
 		t.Fatalf("max_connections %d must be below the %d connections", limit, total)
 	}
-	row := harness.Outcome(t, fmt.Sprintf("load: %d connections, max_connections %d", total, limit), "Go net and crypto/tls clients")
+	row := outcome(t, fmt.Sprintf("load: %d connections, max_connections %d", total, limit), "Go net and crypto/tls clients")
 	raiseNoFile(t, uint64(total+2048))
 
-	f := harness.NewLabFixture(t, "@every 30s")
+	f := newLabFixture(t, "@every 30s")
 	labResponder(t, f, time.Hour)
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	writeServeConfig(t, f, serveConfig{sweep: "@every 30s", top: []string{
@@ -49,7 +49,7 @@ func TestInteropLoadMaxConnections(t *testing.T) {
 		`handshake_timeout = "90s"`, // longer than the whole load, so that no held connection is cut by it
 		fmt.Sprintf("metrics_listen = %q", metricsAddr),
 	}})
-	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv := harness.Start(t, binary, "serve", "--config", f.Config)
 	srv.WaitLog("staple serving", harness.Timeout)
 	pid := srv.Cmd.Process.Pid
 	client := newStapleClient(t, f, "site.test")
@@ -363,14 +363,14 @@ func TestInteropFlappingResponder(t *testing.T) {
 	good := envDuration(t, "STAPLE_FLAP_GOOD", 2*time.Second)
 	bad := envDuration(t, "STAPLE_FLAP_BAD", 4*time.Second)
 	workers := envInt(t, "STAPLE_FLAP_CLIENTS", 4)
-	row := harness.Outcome(t, fmt.Sprintf("load: %v of handshakes, responder flapping", duration), "staple responder (faults, kill)")
+	row := outcome(t, fmt.Sprintf("load: %v of handshakes, responder flapping", duration), "staple responder (faults, kill)")
 
-	f := harness.NewLabFixture(t, "@every 1s")
+	f := newLabFixture(t, "@every 1s")
 	resp := labResponder(t, f, validity)
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
 	writeServeConfig(t, f, serveConfig{sweep: "@every 1s", top: []string{fmt.Sprintf("metrics_listen = %q", metricsAddr)},
 		fetch: []string{`timeout = "2s"`, `connect_timeout = "1s"`}})
-	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv := harness.Start(t, binary, "serve", "--config", f.Config)
 	srv.WaitLog("staple serving", harness.Timeout)
 	client := newStapleClient(t, f, "site.test")
 	client.waitGoodStaple(t, f.TLSAddr, 20*time.Second)

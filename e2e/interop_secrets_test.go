@@ -40,10 +40,10 @@ func TestInteropFileModes(t *testing.T) {
 	defer syscall.Umask(old)
 
 	t.Run("configured lab", func(t *testing.T) {
-		row := harness.Outcome(t, "files: lab keys, cache and admin socket 0600 (umask 0)", "Linux permissions")
-		f := harness.NewLabFixture(t, "@every 30s") // staple lab init and issue, under umask 0
+		row := outcome(t, "files: lab keys, cache and admin socket 0600 (umask 0)", "Linux permissions")
+		f := newLabFixture(t, "@every 30s") // staple lab init and issue, under umask 0
 		labResponder(t, f, time.Hour)
-		srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+		srv := harness.Start(t, binary, "serve", "--config", f.Config)
 		srv.WaitLog("staple serving", harness.Timeout)
 		newStapleClient(t, f, "site.test").waitGoodStaple(t, f.TLSAddr, 20*time.Second)
 		n := checkModes(t, f.Dir, f.DataDir)
@@ -51,9 +51,9 @@ func TestInteropFileModes(t *testing.T) {
 		row.Note("%d secret files and directories checked", n)
 	})
 	t.Run("embedded default", func(t *testing.T) {
-		row := harness.Outcome(t, "files: embedded lab keys, cache and admin socket 0600 (umask 0)", "Linux permissions")
+		row := outcome(t, "files: embedded lab keys, cache and admin socket 0600 (umask 0)", "Linux permissions")
 		e := newEmbedded(t, "info")
-		srv := harness.Start(t, harness.Binary, "serve", "--config", e.config, "--data-dir", e.dataDir, "--log-format", "json")
+		srv := harness.Start(t, binary, "serve", "--config", e.config, "--data-dir", e.dataDir, "--log-format", "json")
 		srv.WaitLog("staple serving", harness.Timeout)
 		e.client(t).waitGoodStaple(t, e.tlsAddr, 20*time.Second)
 		n := checkModes(t, filepath.Join(e.dataDir, "lab"), e.dataDir)
@@ -106,8 +106,8 @@ func checkModes(t *testing.T, labDir, dataDir string) int {
 // secrets of every handshake (from the client's KeyLogWriter).
 func TestInteropNoSecretsInLogs(t *testing.T) {
 	t.Run("configured", func(t *testing.T) {
-		row := harness.Outcome(t, "secrets: none in serve's debug log (configured site)", "Go crypto/tls client")
-		f := harness.NewLabFixture(t, "@every 1s")
+		row := outcome(t, "secrets: none in serve's debug log (configured site)", "Go crypto/tls client")
+		f := newLabFixture(t, "@every 1s")
 		resp := labResponder(t, f, time.Hour, "--log-level", "debug")
 		// sessions = "store": the sessions go to the cache file, where the test finds their secrets.
 		writeServeConfig(t, f, serveConfig{top: []string{`log_level = "debug"`, `sessions = "store"`,
@@ -115,7 +115,7 @@ func TestInteropNoSecretsInLogs(t *testing.T) {
 			fmt.Sprintf("metrics_listen = %q", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)))},
 			tables: []string{"[tickets]\nrotate = \"@every 2s\""},
 		})
-		srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+		srv := harness.Start(t, binary, "serve", "--config", f.Config)
 		srv.WaitLog("staple serving", harness.Timeout)
 		ex := exercise(t, srv, f.TLSAddr, newStapleClient(t, f, "site.test"), f.DataDir)
 		srv.Stop()
@@ -132,9 +132,9 @@ func TestInteropNoSecretsInLogs(t *testing.T) {
 		s.report(t, row, ex, srv.Output()+"\n"+resp.Output())
 	})
 	t.Run("embedded default", func(t *testing.T) {
-		row := harness.Outcome(t, "secrets: none in serve's debug log (embedded default)", "Go crypto/tls client")
+		row := outcome(t, "secrets: none in serve's debug log (embedded default)", "Go crypto/tls client")
 		e := newEmbedded(t, "debug")
-		srv := harness.Start(t, harness.Binary, "serve", "--config", e.config, "--data-dir", e.dataDir, "--log-format", "json")
+		srv := harness.Start(t, binary, "serve", "--config", e.config, "--data-dir", e.dataDir, "--log-format", "json")
 		srv.WaitLog("staple serving", harness.Timeout)
 		ex := exercise(t, srv, e.tlsAddr, e.client(t), e.dataDir)
 		srv.Stop()
@@ -226,13 +226,13 @@ func exercise(t *testing.T, srv *harness.Process, addr string, client *stapleCli
 		c.Write([]byte("\x16\x03\x01\x00\x05hello"))
 		c.Close()
 	}
-	harness.MustStaple(t, "cache", "refresh", "--data-dir", dataDir)
-	harness.MustStaple(t, "cache", "ls", "--data-dir", dataDir)
+	mustStaple(t, "cache", "refresh", "--data-dir", dataDir)
+	mustStaple(t, "cache", "ls", "--data-dir", dataDir)
 	time.Sleep(2500 * time.Millisecond) // a ticket key rotation
 	srv.Cmd.Process.Signal(syscall.SIGHUP)
 	srv.WaitLog("configuration reloaded", harness.Timeout)
 	round()
-	harness.MustStaple(t, "cache", "refresh", "--data-dir", dataDir)
+	mustStaple(t, "cache", "refresh", "--data-dir", dataDir)
 	time.Sleep(time.Second) // the session store writes behind
 
 	if ex.resumed == 0 {
@@ -454,7 +454,7 @@ func (s *secrets) control(t *testing.T, keyFiles []string, ex *exercised) {
 }
 
 // report fails t for every secret found in log, and notes on row what was exercised and searched.
-func (s *secrets) report(t *testing.T, row *harness.Row, ex *exercised, log string) {
+func (s *secrets) report(t *testing.T, row *outcomeRow, ex *exercised, log string) {
 	t.Helper()
 	found := s.grep(log)
 	for _, leak := range found {

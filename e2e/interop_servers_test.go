@@ -71,11 +71,11 @@ func startNginx(t *testing.T, dir, conf string, port int) *harness.Process {
 }
 
 // waitServerStaple polls a server with s_client until its staple says want.
-func waitServerStaple(t *testing.T, addr string, l *interopLab, want string, within time.Duration) harness.SClientResult {
+func waitServerStaple(t *testing.T, addr string, l *interopLab, want string, within time.Duration) sClientResult {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		r := harness.SClient(t, addr, l.root, l.name)
+		r := sClient(t, addr, l.root, l.name)
 		if r.Status == want {
 			return r
 		}
@@ -137,16 +137,16 @@ reload = ["nginx", "-p", %q, "-c", %q, "-e", %q, "-s", "reload"]
 	fileAddr, respAddr := "127.0.0.1:"+strconv.Itoa(filePort), "127.0.0.1:"+strconv.Itoa(respPort)
 
 	t.Run("ssl_stapling_file", func(t *testing.T) {
-		row := harness.Outcome(t, "staples the file [[export]] writes, then revoked after reload", "nginx ssl_stapling_file")
+		row := outcome(t, "staples the file [[export]] writes, then revoked after reload", "nginx ssl_stapling_file")
 		waitServerStaple(t, fileAddr, fileLab, "good", 15*time.Second)
-		harness.MustStaple(t, "lab", "revoke", fileLab.dir, fileLab.cert, "--reason", "keyCompromise")
-		harness.MustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
+		mustStaple(t, "lab", "revoke", fileLab.dir, fileLab.cert, "--reason", "keyCompromise")
+		mustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
 		w.waitStaple(t, fileLab, ocsp.Revoked)
 		waitServerStaple(t, fileAddr, fileLab, "revoked", 20*time.Second)
 		row.Note("good, then revoked via export + nginx -s reload")
 	})
 	t.Run("ssl_stapling_responder", func(t *testing.T) {
-		row := harness.Outcome(t, "fetches from staple's caching responder and staples it", "nginx ssl_stapling_responder")
+		row := outcome(t, "fetches from staple's caching responder and staples it", "nginx ssl_stapling_responder")
 		// nginx asks its responder on the first handshake and staples from the next ones.
 		waitServerStaple(t, respAddr, respLab, "good", 20*time.Second)
 		row.Note("good (verified by nginx: ssl_stapling_verify on)")
@@ -208,14 +208,14 @@ frontend fe
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 
 	t.Run(".ocsp file", func(t *testing.T) {
-		row := harness.Outcome(t, "staples the .ocsp file [[export]] writes", "HAProxy crt + .ocsp")
+		row := outcome(t, "staples the .ocsp file [[export]] writes", "HAProxy crt + .ocsp")
 		waitServerStaple(t, addr, l, "good", 15*time.Second)
 		row.Note("good at start")
 	})
 	t.Run("set ssl ocsp-response", func(t *testing.T) {
-		row := harness.Outcome(t, "takes a revoked staple over its stats socket", "HAProxy set ssl ocsp-response")
-		harness.MustStaple(t, "lab", "revoke", l.dir, l.cert, "--reason", "keyCompromise")
-		harness.MustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
+		row := outcome(t, "takes a revoked staple over its stats socket", "HAProxy set ssl ocsp-response")
+		mustStaple(t, "lab", "revoke", l.dir, l.cert, "--reason", "keyCompromise")
+		mustStaple(t, "cache", "refresh", "--data-dir", w.dataDir)
 		w.waitStaple(t, l, ocsp.Revoked)
 		waitServerStaple(t, addr, l, "revoked", 20*time.Second)
 		data, _ := os.ReadFile(b64)

@@ -12,29 +12,29 @@ import (
 	"staple/e2e/harness"
 )
 
-// TestMain builds staple once for every test that runs it (harness.Binary) and prints the interop outcome
+// TestMain builds staple once for every test that runs it (binary) and prints the interop outcome
 // table after them.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "staple-bin-")
 	if err != nil {
 		panic(err)
 	}
-	harness.Binary = filepath.Join(dir, "staple")
+	binary = filepath.Join(dir, "staple")
 	// The main package is the module root, one directory up: built by its import path.
-	build := exec.Command("go", "build", "-ldflags", "-X main.version=v0.0.0-test", "-o", harness.Binary, "staple")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v0.0.0-test", "-o", binary, "staple")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		os.RemoveAll(dir)
 		panic("building staple: " + err.Error())
 	}
 	code := m.Run()
-	harness.PrintSummary(os.Stdout)
+	printSummary(os.Stdout)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
 func TestBinaryVersion(t *testing.T) {
-	out, errOut, code := harness.Staple(t, "version")
+	out, errOut, code := staple(t, "version")
 	if code != 0 || errOut != "" || !strings.HasPrefix(out, "staple v0.0.0-test go1.") {
 		t.Errorf("version: code %d, stdout %q, stderr %q", code, out, errOut)
 	}
@@ -77,7 +77,7 @@ func TestBinaryUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, errOut, code := harness.Staple(t, tt.args...)
+			out, errOut, code := staple(t, tt.args...)
 			if code != tt.code {
 				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, errOut)
 			}

@@ -36,11 +36,11 @@ func opensslResponder(t *testing.T, labDir string, port int) *harness.Process {
 // refreshUntil forces refreshes through the running service until one reports status. openssl ocsp answers
 // from the index it read before the last change once more after each change, so the first refresh after a
 // revocation or an issue can still see the old state.
-func refreshUntil(t *testing.T, f *harness.LabFixture, status string) {
+func refreshUntil(t *testing.T, f *labFixture, status string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out := harness.MustStaple(t, "cache", "refresh", "--data-dir", f.DataDir)
+		out := mustStaple(t, "cache", "refresh", "--data-dir", f.DataDir)
 		if strings.Contains(out, status) {
 			return
 		}
@@ -51,11 +51,11 @@ func refreshUntil(t *testing.T, f *harness.LabFixture, status string) {
 }
 
 // waitStatus polls with s_client until the staple says want.
-func waitStatus(t *testing.T, f *harness.LabFixture, want string, within time.Duration) harness.SClientResult {
+func waitStatus(t *testing.T, f *labFixture, want string, within time.Duration) sClientResult {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		r := harness.SClient(t, f.TLSAddr, f.Root, "site.test")
+		r := sClient(t, f.TLSAddr, f.Root, "site.test")
 		if r.Status == want {
 			return r
 		}
@@ -73,37 +73,37 @@ func waitStatus(t *testing.T, f *harness.LabFixture, want string, within time.Du
 // and the staple says revoked; a renewed certificate is picked up on SIGHUP and its predecessor dropped.
 func TestServeAgainstOpenSSLResponder(t *testing.T) {
 	harness.RequireTool(t, "openssl")
-	f := harness.NewLabFixture(t, "@every 1s")
+	f := newLabFixture(t, "@every 1s")
 	resp := opensslResponder(t, f.Dir, f.OCSPPort)
 
-	srv := harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv := harness.Start(t, binary, "serve", "--config", f.Config)
 	srv.WaitLog("staple serving", harness.Timeout)
 	first := waitStatus(t, f, "good", 20*time.Second)
 	if first.Serial != "1001" {
 		t.Errorf("served serial %q, want 1001", first.Serial)
 	}
 
-	out := harness.MustStaple(t, "cache", "ls", "--data-dir", f.DataDir)
+	out := mustStaple(t, "cache", "ls", "--data-dir", f.DataDir)
 	if !strings.Contains(out, ":1001") || !strings.Contains(out, "good") {
 		t.Errorf("cache ls while serving:\n%s", out)
 	}
 
 	// The responder dies: the staple is still served.
 	resp.Kill()
-	if r := harness.SClient(t, f.TLSAddr, f.Root, "site.test"); r.Status != "good" {
+	if r := sClient(t, f.TLSAddr, f.Root, "site.test"); r.Status != "good" {
 		t.Fatalf("with the responder down: staple %q, want good:\n%s", r.Status, r.Out)
 	}
 	srv.Stop()
 
-	out = harness.MustStaple(t, "cache", "ls", "--data-dir", f.DataDir)
+	out = mustStaple(t, "cache", "ls", "--data-dir", f.DataDir)
 	if !strings.Contains(out, ":1001") || !strings.Contains(out, "good") {
 		t.Errorf("cache ls with no service:\n%s", out)
 	}
 
 	// Restart with the responder still down: the very first handshake is stapled, from the cache.
-	srv = harness.Start(t, harness.Binary, "serve", "--config", f.Config)
+	srv = harness.Start(t, binary, "serve", "--config", f.Config)
 	srv.WaitLog("staple serving", harness.Timeout)
-	if r := harness.SClient(t, f.TLSAddr, f.Root, "site.test"); r.Status != "good" {
+	if r := sClient(t, f.TLSAddr, f.Root, "site.test"); r.Status != "good" {
 		t.Fatalf("first handshake after a restart with the responder down: staple %q, want good:\n%s", r.Status, r.Out)
 	}
 
@@ -114,13 +114,13 @@ func TestServeAgainstOpenSSLResponder(t *testing.T) {
 	}
 	opensslResponder(t, f.Dir, f.OCSPPort)
 	refreshUntil(t, f, "revoked")
-	if r := harness.SClient(t, f.TLSAddr, f.Root, "site.test"); r.Status != "revoked" {
+	if r := sClient(t, f.TLSAddr, f.Root, "site.test"); r.Status != "revoked" {
 		t.Fatalf("after the revocation and a refresh: staple %q, want revoked:\n%s", r.Status, r.Out)
 	}
 
 	// Renewal: new files in place of the old ones, then SIGHUP. The new certificate is served and stapled
 	// at once; the old one leaves the cache.
-	harness.MustStaple(t, "lab", "issue", f.Dir, "renewed.site.test", "site.test", "--ip", "127.0.0.1")
+	mustStaple(t, "lab", "issue", f.Dir, "renewed.site.test", "site.test", "--ip", "127.0.0.1")
 	for _, ext := range []string{".pem", ".key"} {
 		data, err := os.ReadFile(filepath.Join(f.Dir, "certs", "renewed.site.test"+ext))
 		if err != nil {
@@ -137,7 +137,7 @@ func TestServeAgainstOpenSSLResponder(t *testing.T) {
 	if r.Serial != "1002" {
 		t.Errorf("after SIGHUP: serial %q, want the renewed 1002", r.Serial)
 	}
-	out = harness.MustStaple(t, "cache", "ls", "--data-dir", f.DataDir)
+	out = mustStaple(t, "cache", "ls", "--data-dir", f.DataDir)
 	if strings.Contains(out, ":1001 ") || !strings.Contains(out, ":1002") {
 		t.Errorf("after the renewal the cache should hold 1002 and not 1001:\n%s", out)
 	}
@@ -155,7 +155,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	// Only the ports differ from make run's defaults, so that the test runs beside anything on 8443/8889.
 	conf := filepath.Join(dir, "ports.toml")
 	os.WriteFile(conf, []byte(fmt.Sprintf("listen = %q\nlab_responder_url = \"http://127.0.0.1:%d\"\n", tlsAddr, harness.FreePort(t))), 0o600)
-	srv := harness.Start(t, harness.Binary, "serve", "--config", conf, "--data-dir", dataDir, "--log-format", "json")
+	srv := harness.Start(t, binary, "serve", "--config", conf, "--data-dir", dataDir, "--log-format", "json")
 	srv.WaitLog("staple serving", harness.Timeout)
 	root := filepath.Join(dataDir, "lab", "root.pem")
 	for _, name := range []string{"root.pem", "ca.key", "ocsp.key", "certs/localhost.key"} {
@@ -174,7 +174,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		r := harness.SClient(t, tlsAddr, root, "localhost")
+		r := sClient(t, tlsAddr, root, "localhost")
 		if r.Status == "good" {
 			break
 		}
@@ -212,9 +212,9 @@ func TestServeEmbeddedDefault(t *testing.T) {
 
 	// A second start reuses the lab: same root, same certificate.
 	rootBefore, _ := os.ReadFile(root)
-	srv = harness.Start(t, harness.Binary, "serve", "--config", conf, "--data-dir", dataDir, "--log-format", "json")
+	srv = harness.Start(t, binary, "serve", "--config", conf, "--data-dir", dataDir, "--log-format", "json")
 	srv.WaitLog("staple serving", harness.Timeout)
-	if r := harness.SClient(t, tlsAddr, root, "localhost"); r.Status != "good" {
+	if r := sClient(t, tlsAddr, root, "localhost"); r.Status != "good" {
 		t.Errorf("second start: the first handshake got staple %q", r.Status)
 	}
 	rootAfter, _ := os.ReadFile(root)
@@ -228,7 +228,7 @@ func TestServeEmbeddedDefault(t *testing.T) {
 // the command line), with nothing listening afterwards.
 func TestServeBadInput(t *testing.T) {
 	harness.RequireTool(t, "openssl")
-	f := harness.NewLabFixture(t, "@every 30s")
+	f := newLabFixture(t, "@every 30s")
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -238,8 +238,8 @@ func TestServeBadInput(t *testing.T) {
 		return p
 	}
 	other := filepath.Join(dir, "other")
-	harness.MustStaple(t, "lab", "init", other)
-	harness.MustStaple(t, "lab", "issue", other, "other.test")
+	mustStaple(t, "lab", "init", other)
+	mustStaple(t, "lab", "issue", other, "other.test")
 	occupied, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +265,7 @@ func TestServeBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, errOut, code := harness.Staple(t, append([]string{"serve", "--log-format", "json", "--log-level", "error"}, tt.args...)...)
+			out, errOut, code := staple(t, append([]string{"serve", "--log-format", "json", "--log-level", "error"}, tt.args...)...)
 			if code != tt.code {
 				t.Errorf("exit %d, want %d; stdout %q stderr %q", code, tt.code, out, errOut)
 			}

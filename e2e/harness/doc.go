@@ -1,7 +1,6 @@
-// Package harness is what the end-to-end tests of package e2e share: the staple binary TestMain builds
-// (Binary) and running it (Staple, MustStaple), processes started by a test and their logs (Start,
-// Process), free ports, waiting for a condition, a lab made by staple with a configuration serving it
-// (LabFixture), openssl s_client -status (SClient), and the table of interop outcomes printed at the end
-// (Outcome, PrintSummary). A helper that one test file uses stays in that file; those that only the
-// interop suite shares are in e2e/interop_helpers_test.go.
+// Package harness runs the processes of the end-to-end tests (package e2e): staple itself and the peers it
+// is tested against (openssl, nginx, HAProxy, etcd, …), each in its own process group killed when its test
+// ends, with its output kept for the failure message and read line by line to wait for a log message; and
+// free ports, required tools, and waiting for a condition. What only staple's tests need (building and
+// running the binary, a lab fixture, s_client, the table of interop outcomes) is in package e2e's own files.
 package harness

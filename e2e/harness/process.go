@@ -29,7 +29,7 @@ func FreePort(tb testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// Process is a staple (or openssl, nginx, etcd …) process started by a test; its output is kept for the
+// Process is a process started by a test (staple, openssl, nginx, etcd …); its output is kept for the
 // failure message. Its methods fail the test that started it.
 type Process struct {
 	Name string // the command's base name

@@ -1,4 +1,4 @@
-package harness
+package e2e
 
 import (
 	"bytes"
@@ -9,21 +9,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"staple/e2e/harness"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// Binary is the staple binary TestMain built, for the tests that run it as a process.
-var Binary string
+// binary is the staple binary TestMain built, for the tests that run it as a process.
+var binary string
 
-// Staple runs Binary and returns its stdout, stderr and exit code.
-func Staple(tb testing.TB, args ...string) (string, string, int) {
+// staple runs binary and returns its stdout, stderr and exit code.
+func staple(tb testing.TB, args ...string) (string, string, int) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, Binary, args...)
+	cmd := exec.CommandContext(ctx, binary, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -37,32 +38,32 @@ func Staple(tb testing.TB, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// MustStaple runs Binary, fails the test unless it exits 0, and returns its stdout.
-func MustStaple(tb testing.TB, args ...string) string {
+// mustStaple runs binary, fails the test unless it exits 0, and returns its stdout.
+func mustStaple(tb testing.TB, args ...string) string {
 	tb.Helper()
-	out, errOut, code := Staple(tb, args...)
+	out, errOut, code := staple(tb, args...)
 	if code != 0 {
 		tb.Fatalf("staple %s: exit %d: %s%s", strings.Join(args, " "), code, out, errOut)
 	}
 	return out
 }
 
-// LabFixture is a lab made by staple with one leaf, site.test, and a configuration serving it.
-type LabFixture struct {
+// labFixture is a lab made by staple with one leaf, site.test, and a configuration serving it.
+type labFixture struct {
 	Dir, DataDir, Config, Root, Cert, Key string
 	TLSAddr                               string
 	OCSPPort                              int
 }
 
-// NewLabFixture makes the lab, with its responder URL on a free port, and the configuration.
-func NewLabFixture(tb testing.TB, sweep string) *LabFixture {
+// newLabFixture makes the lab, with its responder URL on a free port, and the configuration.
+func newLabFixture(tb testing.TB, sweep string) *labFixture {
 	tb.Helper()
 	base := tb.TempDir()
-	f := &LabFixture{Dir: filepath.Join(base, "lab"), DataDir: filepath.Join(base, "data"), Config: filepath.Join(base, "staple.toml")}
-	f.OCSPPort = FreePort(tb)
-	f.TLSAddr = "127.0.0.1:" + strconv.Itoa(FreePort(tb))
-	MustStaple(tb, "lab", "init", f.Dir, "--responder-url", "http://127.0.0.1:"+strconv.Itoa(f.OCSPPort))
-	MustStaple(tb, "lab", "issue", f.Dir, "site.test", "--ip", "127.0.0.1")
+	f := &labFixture{Dir: filepath.Join(base, "lab"), DataDir: filepath.Join(base, "data"), Config: filepath.Join(base, "staple.toml")}
+	f.OCSPPort = harness.FreePort(tb)
+	f.TLSAddr = "127.0.0.1:" + strconv.Itoa(harness.FreePort(tb))
+	mustStaple(tb, "lab", "init", f.Dir, "--responder-url", "http://127.0.0.1:"+strconv.Itoa(f.OCSPPort))
+	mustStaple(tb, "lab", "issue", f.Dir, "site.test", "--ip", "127.0.0.1")
 	f.Root = filepath.Join(f.Dir, "root.pem")
 	f.Cert, f.Key = filepath.Join(f.Dir, "certs", "site.test.pem"), filepath.Join(f.Dir, "certs", "site.test.key")
 	conf := fmt.Sprintf(`# staple serve configuration written by the end-to-end test
@@ -84,8 +85,8 @@ key = %q
 	return f
 }
 
-// SClientResult is what openssl s_client -status saw.
-type SClientResult struct {
+// sClientResult is what openssl s_client -status saw.
+type sClientResult struct {
 	Out    string
 	Status string // "good", "revoked", "unknown", or "" when no staple was sent
 	Serial string // the server certificate's serial
@@ -93,8 +94,8 @@ type SClientResult struct {
 
 var certStatusRe = regexp.MustCompile(`Cert Status: (\w+)`)
 
-// SClient connects with openssl s_client -status, verifying the chain against caFile.
-func SClient(tb testing.TB, addr, caFile, serverName string, extra ...string) SClientResult {
+// sClient connects with openssl s_client -status, verifying the chain against caFile.
+func sClient(tb testing.TB, addr, caFile, serverName string, extra ...string) sClientResult {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -103,7 +104,7 @@ func SClient(tb testing.TB, addr, caFile, serverName string, extra ...string) SC
 	cmd := exec.CommandContext(ctx, "openssl", args...)
 	cmd.Stdin = strings.NewReader("")
 	out, err := cmd.CombinedOutput()
-	r := SClientResult{Out: string(out)}
+	r := sClientResult{Out: string(out)}
 	if err != nil {
 		tb.Fatalf("openssl s_client %s: %v\n%s", addr, err, out)
 	}

@@ -1,4 +1,4 @@
-package harness
+package e2e
 
 import (
 	"fmt"
@@ -11,23 +11,23 @@ import (
 )
 
 // The interop suite (make interop) prints, after its tests, one row per case it ran against a peer: what
-// was checked, against which software, and the result. Tests add rows with Outcome.
+// was checked, against which software, and the result. Tests add rows with outcome.
 
-// Row is one case of the table.
-type Row struct {
+// outcomeRow is one case of the table.
+type outcomeRow struct {
 	test, check, peer, detail string
 	t                         testing.TB
 }
 
 var outcomes struct {
 	mu   sync.Mutex
-	rows []*Row
+	rows []*outcomeRow
 }
 
-// Outcome records that tb checks check against peer; its result (pass, FAIL, skip) is read when the test
+// outcome records that tb checks check against peer; its result (pass, FAIL, skip) is read when the test
 // ends. Note sets a figure worth reading in the table (connections held, faults survived).
-func Outcome(tb testing.TB, check, peer string) *Row {
-	r := &Row{test: tb.Name(), check: check, peer: peer, t: tb}
+func outcome(tb testing.TB, check, peer string) *outcomeRow {
+	r := &outcomeRow{test: tb.Name(), check: check, peer: peer, t: tb}
 	outcomes.mu.Lock()
 	outcomes.rows = append(outcomes.rows, r)
 	outcomes.mu.Unlock()
@@ -35,13 +35,13 @@ func Outcome(tb testing.TB, check, peer string) *Row {
 }
 
 // Note sets the row's figure.
-func (r *Row) Note(format string, args ...any) {
+func (r *outcomeRow) Note(format string, args ...any) {
 	outcomes.mu.Lock()
 	r.detail = fmt.Sprintf(format, args...)
 	outcomes.mu.Unlock()
 }
 
-func (r *Row) result() string {
+func (r *outcomeRow) result() string {
 	switch {
 	case r.t.Failed():
 		return "FAIL"
@@ -51,10 +51,10 @@ func (r *Row) result() string {
 	return "pass"
 }
 
-// PrintSummary writes the table of outcomes, if any test recorded one, to w or, when $STAPLE_SUMMARY names
+// printSummary writes the table of outcomes, if any test recorded one, to w or, when $STAPLE_SUMMARY names
 // a file, to that file (go test shows a passing package's output only with -v; make interop prints the
 // file).
-func PrintSummary(w io.Writer) {
+func printSummary(w io.Writer) {
 	if path := os.Getenv("STAPLE_SUMMARY"); path != "" {
 		if f, err := os.Create(path); err == nil {
 			defer f.Close()
@@ -66,7 +66,7 @@ func PrintSummary(w io.Writer) {
 	if len(outcomes.rows) == 0 {
 		return
 	}
-	rows := append([]*Row(nil), outcomes.rows...)
+	rows := append([]*outcomeRow(nil), outcomes.rows...)
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].test < rows[j].test })
 	fmt.Fprintln(w, "\nInterop summary")
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
