@@ -63,6 +63,16 @@ type entry struct {
 	removed     bool
 }
 
+// know gives e the certificate of chain: its leaf and issuer, OCSP URLs, Must-Staple and names.
+func (e *entry) know(chain *certs.Chain) {
+	e.leaf, e.issuer, e.hasCert = chain.Leaf, chain.Issuer, true
+	e.urls, e.mustStaple = certs.OCSPURLs(chain.Leaf), certs.MustStaple(chain.Leaf)
+	e.setNames(chain.Leaf)
+	if e.state == idle {
+		e.host = responderHost(e.urls)
+	}
+}
+
 // setNames records the names of e's leaf.
 func (e *entry) setNames(leaf *x509.Certificate) { e.names, e.namesKnown = certs.Names(leaf), true }
 

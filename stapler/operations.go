@@ -51,8 +51,6 @@ func (s *Stapler) Import(chain *certs.Chain, der []byte) (Info, error) {
 		return Info{}, err
 	}
 	key := certs.NewKey(issuer, leaf)
-	urls := certs.OCSPURLs(leaf)
-	mustStaple := certs.MustStaple(leaf)
 	now := s.now()
 
 	s.mu.Lock()
@@ -75,12 +73,14 @@ func (s *Stapler) Import(chain *certs.Chain, der []byte) (Info, error) {
 	}
 	newCert := !e.hasCert
 	if newCert {
-		e.leaf, e.issuer, e.hasCert, e.urls, e.mustStaple = leaf, issuer, true, urls, mustStaple
-		if e.state == idle {
-			e.host = responderHost(urls)
-		}
+		e.know(chain) // a certificate restored from storage keeps no parsed leaf: only its names
+	} else {
+		e.setNames(leaf)
 	}
-	e.setNames(leaf)
+	var certRec cache.Cert
+	if newCert {
+		certRec = e.certRecord(now)
+	}
 	var out outcome
 	s.acceptLocked(e, r, now, &out)
 	rec := out.resp
@@ -90,8 +90,7 @@ func (s *Stapler) Import(chain *certs.Chain, der []byte) (Info, error) {
 
 	s.emit(out.events)
 	if newCert && s.cfg.Storage != nil {
-		c := cache.Cert{Leaf: leaf.Raw, Issuer: issuer.Raw, URLs: urls, MustStaple: mustStaple, Added: now}
-		if err := s.cfg.Storage.PutCert(key, c); err != nil {
+		if err := s.cfg.Storage.PutCert(key, certRec); err != nil {
 			s.metrics.persistFailures.Add(1)
 			s.log.Error().Err(err).Str("key", key.String()).Msg("imported certificate not stored")
 			s.mu.Lock()

@@ -172,4 +172,16 @@ func TestImportVerifies(t *testing.T) {
 	if got := s.Staple(key); string(got) != string(good) {
 		t.Error("the imported response is not stapled")
 	}
+
+	// Over the same store, the certificate is restored without its parsed leaf; a newer response imports.
+	store := s.cfg.Storage
+	s.Close(context.Background())
+	restored := mustNew(t, Config{Fetcher: newFakeResponder(t, ca, day), Storage: store, Manual: true, Now: func() time.Time { return now }})
+	if err := restored.Start(); err != nil {
+		t.Fatal(err)
+	}
+	newer := ca.Respond(t, chain.Leaf, testpki.ResponseOptions{ThisUpdate: now.Add(-time.Minute)})
+	if in, err := restored.Import(chain, newer); err != nil || !in.Stapled || string(restored.Staple(key)) != string(newer) {
+		t.Errorf("import over a restored certificate: %+v, %v", in, err)
+	}
 }

@@ -20,8 +20,6 @@ func (s *Stapler) Watch(chain *certs.Chain) (certs.Key, error) {
 	if !ok {
 		return certs.Key{}, fmt.Errorf("stapler: %s: %w", certs.Describe(chain.Leaf), ocspfetch.ErrNoIssuer)
 	}
-	urls := certs.OCSPURLs(chain.Leaf)
-	mustStaple := certs.MustStaple(chain.Leaf)
 	now := s.now()
 
 	s.mu.Lock()
@@ -36,12 +34,8 @@ func (s *Stapler) Watch(chain *certs.Chain) (certs.Key, error) {
 	}
 	e.refs++
 	newCert := !e.hasCert
-	e.leaf, e.issuer, e.hasCert = chain.Leaf, chain.Issuer, true
-	e.setNames(chain.Leaf)
-	e.urls, e.mustStaple = urls, mustStaple
-	if e.state == idle {
-		e.host = responderHost(urls)
-	}
+	e.know(chain)
+	urls, mustStaple := e.urls, e.mustStaple
 	if newCert {
 		e.next = time.Time{}
 		if e.resp != nil && e.resp.ValidAt(now) && !e.resp.RefreshAt.IsZero() {
