@@ -14,8 +14,8 @@ import (
 	"staple/admin"
 	"staple/cache"
 	"staple/certs"
+	"staple/config"
 	"staple/fleet"
-	"staple/service"
 	"staple/stapler"
 )
 
@@ -29,21 +29,21 @@ type storeTarget struct {
 // storeFlags adds --data-dir (with serve's default) and --config to fs.
 func storeFlags(fs *flagSet) storeTarget {
 	return storeTarget{
-		dataDir: fs.String("data-dir", service.DefaultDataDir, "the service's data directory: cache database and admin socket"),
+		dataDir: fs.String("data-dir", config.DefaultDataDir, "the service's data directory: cache database and admin socket"),
 		config:  fs.String("config", "", "staple serve's configuration: its data_dir, its [fetch] policy, and for a fleet the etcd cluster of [fleet]"),
 		fs:      fs,
 	}
 }
 
 // resolve returns the data directory and the configuration (serve's defaults when no --config is given).
-func (t storeTarget) resolve() (dataDir string, cfg *service.Config, err error) {
+func (t storeTarget) resolve() (dataDir string, cfg *config.Config, err error) {
 	dataDir = *t.dataDir
 	if *t.config == "" {
-		cfg = &service.Config{}
+		cfg = &config.Config{}
 		cfg.SetDefaults()
 		return dataDir, cfg, nil
 	}
-	if cfg, err = service.LoadConfig(*t.config); err != nil {
+	if cfg, err = config.Load(*t.config); err != nil {
 		return "", nil, err
 	}
 	explicit := false
@@ -86,7 +86,7 @@ func openBackend(ctx context.Context, env Env, target storeTarget, mode access) 
 		store := fleet.NewStore(cli, fc)
 		return runEngine(env, cfg, store, store.Path(), mode, store.ServedBy, func() { cli.Close() })
 	}
-	path := filepath.Join(dataDir, service.DatabaseName)
+	path := filepath.Join(dataDir, config.DatabaseName)
 	store, err := cache.Open(path, cache.Options{ReadOnly: mode == readCache, Now: env.Now})
 	switch {
 	case errors.Is(err, cache.ErrLocked):
@@ -101,7 +101,7 @@ func openBackend(ctx context.Context, env Env, target storeTarget, mode access) 
 
 // runEngine starts, over storage, the engine a service runs (configured from cfg's [fetch] table), in manual
 // mode: it fetches only what a command asks for. done closes the engine, then calls release.
-func runEngine(env Env, cfg *service.Config, storage stapler.Storage, where string, mode access,
+func runEngine(env Env, cfg *config.Config, storage stapler.Storage, where string, mode access,
 	servedBy func(certs.Key) ([]string, error), release func()) (admin.Backend, func(), error) {
 	sc := cfg.StaplerConfig(Version(env), env.Now)
 	sc.Storage, sc.Manual, sc.Rand = storage, true, env.Rand

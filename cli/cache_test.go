@@ -16,9 +16,9 @@ import (
 	"staple/admin"
 	"staple/cache"
 	"staple/certs"
+	"staple/config"
 	"staple/internal/testpki"
 	"staple/ocspwire"
-	"staple/service"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -69,7 +69,7 @@ func newCacheFixture(t *testing.T) *cacheFixture {
 		revoked: ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"revoked.test", "www.revoked.test"}, OCSPURLs: []string{"http://ocsp.golden.test"}}),
 	}
 	noURL := ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"nourl.test"}})
-	store, err := cache.Open(filepath.Join(f.dir, service.DatabaseName), cache.Options{Now: testpki.Epoch})
+	store, err := cache.Open(filepath.Join(f.dir, config.DatabaseName), cache.Options{Now: testpki.Epoch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func newCacheFixture(t *testing.T) *cacheFixture {
 			t.Fatal(err)
 		}
 	}
-	if store, err = cache.Open(filepath.Join(f.dir, service.DatabaseName), cache.Options{Now: testpki.Epoch}); err != nil {
+	if store, err = cache.Open(filepath.Join(f.dir, config.DatabaseName), cache.Options{Now: testpki.Epoch}); err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
@@ -193,7 +193,7 @@ func TestCacheErrors(t *testing.T) {
 		{"neither key nor file", []string{"cache", "show", "nonsense", "--data-dir", f.dir}, ExitUsage, `"nonsense" is neither a cache key`},
 		{"two operands", []string{"cache", "show", "a:1", "b:2", "--data-dir", f.dir}, ExitUsage, "cache show: give exactly one KEY"},
 		{"missing entry", []string{"cache", "show", "00:01", "--data-dir", f.dir}, ExitFailure, "admin: no cached certificate matches"},
-		{"no cache", []string{"cache", "ls", "--data-dir", empty}, ExitFailure, "no cache at " + filepath.Join(empty, service.DatabaseName)},
+		{"no cache", []string{"cache", "ls", "--data-dir", empty}, ExitFailure, "no cache at " + filepath.Join(empty, config.DatabaseName)},
 		{"bad format", []string{"cache", "export", "00:01", "--format", "pem", "--data-dir", f.dir}, ExitUsage, `--format "pem"`},
 		{"import without cert", []string{"cache", "import", "r.der", "--data-dir", f.dir}, ExitUsage, "cache import: give one RESP.der and --cert"},
 		{"refresh offline, responder unreachable", []string{"cache", "refresh", "00:01", "--data-dir", f.dir}, ExitFailure, "admin: no cached certificate matches"},
@@ -216,7 +216,7 @@ func TestCacheRefreshOffline(t *testing.T) {
 	resp := testpki.NewResponder(t, ca, testpki.ResponderOptions{Now: testpki.Epoch})
 	leaf := ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"fresh.test"}, OCSPURLs: []string{resp.URL}})
 	dir := t.TempDir()
-	store, err := cache.Open(filepath.Join(dir, service.DatabaseName), cache.Options{Now: testpki.Epoch})
+	store, err := cache.Open(filepath.Join(dir, config.DatabaseName), cache.Options{Now: testpki.Epoch})
 	if err != nil {
 		t.Fatal(err)
 	}

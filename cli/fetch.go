@@ -14,9 +14,9 @@ import (
 
 	"staple/admin"
 	"staple/certs"
+	"staple/config"
 	"staple/ocspfetch"
 	"staple/ocspwire"
-	"staple/service"
 )
 
 const fetchManual = `NAME
@@ -280,7 +280,7 @@ func (s *fetchStore) store(ctx context.Context, res *fetchResult) error {
 		if s.b, s.done, err = openBackend(ctx, s.env, s.target, writeCache); err != nil {
 			return notStored(err)
 		}
-		s.where = filepath.Join(dataDir, service.DatabaseName)
+		s.where = filepath.Join(dataDir, config.DatabaseName)
 		if _, live := s.b.(*admin.Client); live {
 			s.where = "the running service (" + filepath.Join(dataDir, admin.SocketName) + ")"
 		}

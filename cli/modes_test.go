@@ -14,6 +14,7 @@ import (
 
 	"staple/cache"
 	"staple/certs"
+	"staple/config"
 	"staple/internal/testpki"
 	"staple/service"
 )
@@ -129,7 +130,7 @@ func (p *modesPKI) runMode(t *testing.T, dir string, args []string, fault testpk
 	}
 	files["{respC}"] = write("C.der", p.ca.Respond(t, p.c.Cert, testpki.ResponseOptions{}))
 	files["{olderA}"] = write("A-older.der", p.ca.Respond(t, p.a.Cert, testpki.ResponseOptions{ThisUpdate: testpki.Epoch().Add(-3 * time.Hour)}))
-	store, err := cache.Open(filepath.Join(data, service.DatabaseName), cache.Options{})
+	store, err := cache.Open(filepath.Join(data, config.DatabaseName), cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func (p *modesPKI) runMode(t *testing.T, dir string, args []string, fault testpk
 		// The service's engine writes what it holds when it stops; the state is read after that.
 		p.stopServing()
 	}
-	r.state = dumpCache(t, filepath.Join(data, service.DatabaseName))
+	r.state = dumpCache(t, filepath.Join(data, config.DatabaseName))
 	if b, err := os.ReadFile(filepath.Join(dir, "a.ocsp")); err == nil {
 		r.files = fmt.Sprintf("a.ocsp: %x", b)
 	}
@@ -174,7 +175,7 @@ func (p *modesPKI) runMode(t *testing.T, dir string, args []string, fault testpk
 // serve starts staple serve in process on dir's fixture, with the sites A and B, on the test's clock.
 func (p *modesPKI) serve(t *testing.T, dir, data string, files map[string]string) (stop func()) {
 	t.Helper()
-	cfg := &service.Config{DataDir: data, Listen: "127.0.0.1:0", Sites: []service.Site{
+	cfg := &config.Config{DataDir: data, Listen: "127.0.0.1:0", Sites: []config.Site{
 		{Names: []string{"a.modes.test"}, Cert: files["{certA}"], Key: filepath.Join(dir, "A.key")},
 		{Names: []string{"b.modes.test"}, Cert: files["{certB}"], Key: filepath.Join(dir, "B.key")},
 	}}

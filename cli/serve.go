@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"staple/config"
 	"staple/lab"
 	"staple/service"
 
@@ -103,8 +104,8 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "serve", serveManual)
 	var f serveFlags
 	fs.StringVar(&f.config, "config", "", "the TOML configuration file")
-	fs.StringVar(&f.dataDir, "data-dir", service.DefaultDataDir, "cache database, admin socket and embedded lab")
-	fs.StringVar(&f.listen, "listen", service.DefaultListen, "TLS address")
+	fs.StringVar(&f.dataDir, "data-dir", config.DefaultDataDir, "cache database, admin socket and embedded lab")
+	fs.StringVar(&f.listen, "listen", config.DefaultListen, "TLS address")
 	fs.StringVar(&f.cert, "cert", "", "certificate chain to serve (PEM, any order; may hold the key)")
 	fs.StringVar(&f.key, "key", "", "private key of --cert, when its file lacks it")
 	fs.StringVar(&f.issuer, "issuer", "", "issuer certificate or CA bundle, when the chain lacks the issuing CA")
@@ -146,7 +147,7 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	reload := make(chan func() (*service.Config, error))
+	reload := make(chan func() (*config.Config, error))
 	go func() {
 		for {
 			select {
@@ -169,11 +170,11 @@ func runServe(ctx context.Context, env Env, args []string) error {
 // embeddedLab makes serve's default when no site is configured: the lab under the data directory (made
 // once) serves a localhost certificate, and its responder runs in the service (opts.Lab). It returns the
 // reload function, which keeps the lab's site when the configuration reloaded still has none.
-func embeddedLab(cfg *service.Config, env Env, log zerolog.Logger, opts *service.Options, load func() (*service.Config, error)) (func() (*service.Config, error), error) {
+func embeddedLab(cfg *config.Config, env Env, log zerolog.Logger, opts *service.Options, load func() (*config.Config, error)) (func() (*config.Config, error), error) {
 	if err := service.EnsureDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	h, err := lab.OpenLocalhost(filepath.Join(cfg.DataDir, service.LabDir), cfg.LabResponderURL, env.now(), log)
+	h, err := lab.OpenLocalhost(filepath.Join(cfg.DataDir, config.LabDir), cfg.LabResponderURL, env.now(), log)
 	if err != nil {
 		return nil, err
 	}
@@ -182,23 +183,23 @@ func embeddedLab(cfg *service.Config, env Env, log zerolog.Logger, opts *service
 		return nil, err
 	}
 	opts.Lab = &service.LabResponder{Addr: h.Addr, Source: src, RootFile: h.Lab.Path(lab.RootCertFile)}
-	site := service.Site{Cert: h.CertFile, Key: h.KeyFile}
-	cfg.Sites = []service.Site{site}
-	return func() (*service.Config, error) {
+	site := config.Site{Cert: h.CertFile, Key: h.KeyFile}
+	cfg.Sites = []config.Site{site}
+	return func() (*config.Config, error) {
 		c, err := load()
 		if err == nil && len(c.Sites) == 0 {
-			c.Sites = []service.Site{site}
+			c.Sites = []config.Site{site}
 		}
 		return c, err
 	}, nil
 }
 
 // load reads the configuration file, when there is one, and applies the flags given over it.
-func (f *serveFlags) load() (*service.Config, error) {
-	cfg := &service.Config{}
+func (f *serveFlags) load() (*config.Config, error) {
+	cfg := &config.Config{}
 	if f.config != "" {
 		var err error
-		if cfg, err = service.LoadConfig(f.config); err != nil {
+		if cfg, err = config.Load(f.config); err != nil {
 			return nil, err
 		}
 	}
@@ -216,7 +217,7 @@ func (f *serveFlags) load() (*service.Config, error) {
 		}
 	}
 	if f.cert != "" {
-		site := service.Site{Cert: f.cert, Key: f.key, Issuer: f.issuer, Upstream: f.upstream, Forward: f.forward}
+		site := config.Site{Cert: f.cert, Key: f.key, Issuer: f.issuer, Upstream: f.upstream, Forward: f.forward}
 		replaced := false
 		for i, s := range cfg.Sites {
 			if len(s.Names) == 0 {

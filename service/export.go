@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
+	"staple/config"
 	"staple/internal/atomicfile"
 )
 
@@ -21,7 +22,7 @@ import (
 // a reader sees the old file or the new one, never half of one. Reloads are serialized and coalesced: a burst
 // of new responses causes at most one reload after the one already running.
 type exporter struct {
-	cfg Export
+	cfg config.Export
 	log zerolog.Logger
 
 	mu      sync.Mutex
@@ -30,7 +31,7 @@ type exporter struct {
 	idle    chan struct{} // closed and replaced when no reload is running or pending
 }
 
-func newExporter(cfg Export, log zerolog.Logger) *exporter {
+func newExporter(cfg config.Export, log zerolog.Logger) *exporter {
 	e := &exporter{cfg: cfg, log: log, idle: make(chan struct{})}
 	close(e.idle)
 	return e

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
+	"staple/config"
 )
 
 func TestExportWritesAtomicallyAndReloads(t *testing.T) {
@@ -34,7 +35,7 @@ func TestExportWritesAtomicallyAndReloads(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			e := newExporter(Export{Path: tt.path, Format: tt.format, ReloadTimeout: Duration{5 * time.Second},
+			e := newExporter(config.Export{Path: tt.path, Format: tt.format, ReloadTimeout: config.Duration{Duration: 5 * time.Second},
 				Reload: []string{"sh", "-c", "echo reloaded >> " + marker}}, zerolog.New(&logs))
 			p, err := e.export(context.Background(), certFile, key, der)
 			if err != nil {
@@ -71,7 +72,7 @@ func TestExportReloadsCoalesce(t *testing.T) {
 	gate := filepath.Join(dir, "gate")
 	// The first reload waits for the gate file, so the burst arrives while it runs.
 	script := "echo x >> " + count + "; while [ ! -e " + gate + " ]; do sleep 0.01; done"
-	e := newExporter(Export{Path: filepath.Join(dir, "{key}"), Format: "der", ReloadTimeout: Duration{10 * time.Second},
+	e := newExporter(config.Export{Path: filepath.Join(dir, "{key}"), Format: "der", ReloadTimeout: config.Duration{Duration: 10 * time.Second},
 		Reload: []string{"sh", "-c", script}}, zerolog.Nop())
 	key := certs.KeyFor([]byte("i"), big.NewInt(1))
 	for range 5 {
@@ -91,7 +92,7 @@ func TestExportReloadsCoalesce(t *testing.T) {
 
 func TestExportReloadTimeout(t *testing.T) {
 	var logs bytes.Buffer
-	e := newExporter(Export{Path: filepath.Join(t.TempDir(), "{key}"), Format: "der", ReloadTimeout: Duration{100 * time.Millisecond},
+	e := newExporter(config.Export{Path: filepath.Join(t.TempDir(), "{key}"), Format: "der", ReloadTimeout: config.Duration{Duration: 100 * time.Millisecond},
 		Reload: []string{"sleep", "30"}}, zerolog.New(&logs))
 	start := time.Now()
 	e.export(context.Background(), "c.pem", certs.KeyFor([]byte("i"), big.NewInt(1)), []byte{1})
@@ -107,7 +108,7 @@ func TestExportReloadTimeout(t *testing.T) {
 }
 
 func TestExportUnwritableDirectory(t *testing.T) {
-	e := newExporter(Export{Path: "/nonexistent-dir/{key}", Format: "der"}, zerolog.Nop())
+	e := newExporter(config.Export{Path: "/nonexistent-dir/{key}", Format: "der"}, zerolog.Nop())
 	if _, err := e.export(context.Background(), "c.pem", certs.KeyFor([]byte("i"), big.NewInt(1)), []byte{1}); err == nil {
 		t.Error("export into a missing directory: want an error")
 	}
@@ -120,9 +121,9 @@ func TestExportsPart(t *testing.T) {
 	key := certs.KeyFor([]byte("issuer"), big.NewInt(0x2000))
 	der := []byte{0x30, 0x03, 0x0a, 0x01, 0x00}
 	set := &siteSet{byKey: map[certs.Key][]*site{key: {
-		{cfg: Site{Cert: filepath.Join(dir, "a.pem")}}, {cfg: Site{Cert: filepath.Join(dir, "b.pem")}},
+		{cfg: config.Site{Cert: filepath.Join(dir, "a.pem")}}, {cfg: config.Site{Cert: filepath.Join(dir, "b.pem")}},
 	}}}
-	for _, e := range []Export{
+	for _, e := range []config.Export{
 		{Path: "{cert}.ocsp", Format: "der"},                                                     // one file per site
 		{Path: filepath.Join(dir, "{key}.der"), Format: "der"},                                   // one file per key
 		{Cert: filepath.Join(dir, "b.pem"), Path: filepath.Join(dir, "b.b64"), Format: "base64"}, // b's only

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
+	"staple/config"
 	"staple/stapler"
 	"staple/tlsserver"
 )
@@ -42,7 +43,7 @@ type front struct {
 
 // newFront makes the TLS server for cfg with the sites of set, stapling from current. The caller gives it
 // its ticket keys and session store before serving.
-func newFront(cfg *Config, set *siteSet, current func(certs.Key) *stapler.Staple, m *Metrics, o Options) *front {
+func newFront(cfg *config.Config, set *siteSet, current func(certs.Key) *stapler.Staple, m *Metrics, o Options) *front {
 	f := &front{current: current, metrics: m, log: o.Log.With().Str("component", "service").Logger()}
 	f.sites.Store(set)
 	f.tls = &tlsserver.Server{

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"staple/admin"
+	"staple/config"
 )
 
 // listeners are every address the service binds, bound before anything starts, so that a port in use is one
@@ -24,7 +25,7 @@ type listeners struct {
 
 // listen binds the TLS address, the optional metrics, caching responder and lab responder addresses, and the
 // admin socket. What it binds is closed by closing.
-func listen(cfg *Config, lab *LabResponder, closing *closers) (*listeners, error) {
+func listen(cfg *config.Config, lab *LabResponder, closing *closers) (*listeners, error) {
 	ln := &listeners{adminPath: filepath.Join(cfg.DataDir, admin.SocketName)}
 	bind := func(dst *net.Listener, what, addr string) error {
 		l, err := listenTCP(what, addr)

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"staple/certs"
+	"staple/config"
 )
 
 // install watches the certificates of next (a new one is fetched at once) and gives its sites without an
@@ -52,7 +53,7 @@ func (s *Service) logUnstapled(st *site) {
 // reload applies a new configuration: new certificates are watched (and fetched at once), the TLS server
 // switches to the new contexts for the next handshakes, certificates no longer served are dropped. On any
 // error nothing changes and the error is logged.
-func (s *Service) reload(load func() (*Config, error)) {
+func (s *Service) reload(load func() (*config.Config, error)) {
 	cfg, err := load()
 	if err == nil {
 		err = cfg.Check()
@@ -90,7 +91,7 @@ func (s *Service) reload(load func() (*Config, error)) {
 }
 
 // warnRestartOnly says which settings of cfg differ from those in force and take effect only at a restart.
-func (s *Service) warnRestartOnly(cfg *Config) {
+func (s *Service) warnRestartOnly(cfg *config.Config) {
 	for key, v := range map[string][2]string{
 		"listen": {s.cfg.Listen, cfg.Listen}, "data_dir": {s.cfg.DataDir, cfg.DataDir},
 		"metrics_listen": {s.cfg.MetricsListen, cfg.MetricsListen}, "responder_listen": {s.cfg.ResponderListen, cfg.ResponderListen},

@@ -12,7 +12,9 @@ import (
 
 	"staple/admin"
 	"staple/certs"
+	"staple/config"
 	"staple/responder"
+	"staple/service/state"
 	"staple/stapler"
 	"staple/tlsserver"
 )
@@ -30,7 +32,7 @@ type Options struct {
 	ResetCache bool
 	// Reload delivers reload requests (SIGHUP): the configuration file, when there is one, and every
 	// certificate file are read again. Reload returns the configuration to apply; nil means none arrive.
-	Reload <-chan func() (*Config, error)
+	Reload <-chan func() (*config.Config, error)
 	// Started, if not nil, is called once everything listens, with the addresses bound.
 	Started func(Addrs)
 	// Lab, when set, is an OCSP responder served beside the TLS server: staple serve's embedded default
@@ -61,13 +63,13 @@ type Addrs struct {
 // from it, and the parts around them (exports, metrics, the caching responder, the admin socket). It lives
 // inside Run.
 type Service struct {
-	cfg     *Config
+	cfg     *config.Config
 	opts    Options
 	base    zerolog.Logger // the logger given, for the parts that name their own component
 	log     zerolog.Logger
 	started time.Time
 
-	state   *state // the cache file, or the fleet's etcd
+	state   *state.State // the cache file, or the fleet's etcd
 	stapler *stapler.Stapler
 	admin   *admin.Engine
 	metrics *Metrics
@@ -86,7 +88,7 @@ func (s *Service) now() time.Time {
 // Run starts the service described by cfg and serves until ctx ends, then drains connections for the
 // configured DrainTimeout and stops. Everything that can be wrong at start (a bad certificate, a key that
 // does not match, an occupied port, a cache held by another process) is an error before anything listens.
-func Run(ctx context.Context, cfg *Config, o Options) error {
+func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err := cfg.Check(); err != nil {
 		return err
 	}
@@ -148,10 +150,10 @@ func (s *Service) open(closing *closers) (*siteSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.state, err = openState(s.cfg, s.opts, s.base); err != nil {
+	if s.state, err = state.Open(s.cfg, s.opts.ResetCache, s.opts.Now, s.base); err != nil {
 		return nil, err
 	}
-	closing.add(s.state.close)
+	closing.add(s.state.Close)
 	return sites, nil
 }
 
@@ -167,17 +169,12 @@ func (s *Service) startEngine(ctx context.Context, sites *siteSet, bg *group, cl
 	}
 	s.front = newFront(s.cfg, sites, s.stapler.Current, s.metrics, s.opts)
 	s.exports.staple, s.exports.sites = s.stapler.Staple, s.front.sites.Load
-	s.admin = &admin.Engine{Stapler: s.stapler, Database: s.state.path, Now: s.opts.Now, AddStats: s.addStats}
-	if n := s.state.fleet; n != nil {
-		s.admin.ServedBy = n.store.ServedBy
-		n.elect(ctx, bg, s.stapler, s.log)
-	}
+	s.admin = &admin.Engine{Stapler: s.stapler, Database: s.state.Path, ServedBy: s.state.ServedBy(), Now: s.opts.Now, AddStats: s.addStats}
+	s.state.Elect(ctx, bg.run, s.stapler, s.log)
 	if err := s.stapler.Start(); err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
-	if n := s.state.fleet; n != nil {
-		n.follow(ctx, bg, s.stapler)
-	}
+	s.state.Follow(ctx, bg.run, s.stapler)
 	closing.add(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -189,14 +186,14 @@ func (s *Service) startEngine(ctx context.Context, sites *siteSet, bg *group, cl
 // serve makes the TLS front over the sites and starts serving: TLS with its HTTP side, the admin socket, the
 // metrics and the caching responder when they listen, and the rotation of ticket keys.
 func (s *Service) serve(ctx context.Context, ln *listeners, sites *siteSet, bg *group, closing *closers) (<-chan error, error) {
-	s.state.keepSessions(ctx, s.cfg, s.front.tls, s.opts, bg, s.log)
+	s.state.KeepSessions(ctx, s.cfg, s.front.tls, s.opts.Now, bg.run, s.log)
 	tlsDone, err := s.front.serve(ln.tls, bg, s.base)
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	closing.add(s.front.forwardCancel)
 	s.exportAll(sites)
-	if s.state.fleet == nil { // in a fleet, the others serve certificates this node does not
+	if !s.state.Fleet() { // in a fleet, the others serve certificates this node does not
 		// Housekeeping, after serving has begun: a large stale cache must not delay the first handshake.
 		bg.run("forget", func() error { s.forgetUnserved(); return nil })
 	}
@@ -206,7 +203,7 @@ func (s *Service) serve(ctx context.Context, ln *listeners, sites *siteSet, bg *
 		bg.run("metrics", func() error { return serveHTTP(ctx, ln.metrics, s.metrics.mux()) })
 	}
 	if ln.responder != nil {
-		s.cached = &responder.Cache{Lookup: s.lookup, Hash: s.cfg.Fetch.certIDHash()}
+		s.cached = &responder.Cache{Lookup: s.lookup, Hash: s.cfg.Fetch.CertIDHash()}
 		s.cached.Serve(sites.certificates())
 		rs := &responder.Responder{Source: s.cached, Now: s.opts.Now, Log: s.base.With().Str("component", "responder").Logger()}
 		bg.run("responder", func() error { return rs.Serve(ctx, ln.responder) })
@@ -217,9 +214,7 @@ func (s *Service) serve(ctx context.Context, ln *listeners, sites *siteSet, bg *
 // staplerConfig returns the stapler's configuration: the [fetch] table's, with what the service adds.
 func (s *Service) staplerConfig() stapler.Config {
 	c := s.cfg.StaplerConfig(s.opts.Version, s.opts.Now)
-	c.Storage, c.Rand = s.state.storage, s.opts.Rand
-	c.Role = s.state.role()
-	c.SelfFetchMargin = s.cfg.Fleet.selfFetchMargin()
+	c.Storage, c.Rand, c.Role = s.state.Storage, s.opts.Rand, s.state.Role()
 	c.Logger = s.base // the stapler names itself
 	c.OnEvent = s.onEvent
 	return c

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"staple/admin"
+	"staple/config"
 	"staple/internal/testpki"
 )
 
@@ -68,13 +69,13 @@ type running struct {
 	addrs  Addrs
 	cancel context.CancelFunc
 	done   chan error
-	reload chan func() (*Config, error)
+	reload chan func() (*config.Config, error)
 	once   sync.Once
 }
 
-func run(t *testing.T, cfg *Config) *running {
+func run(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
-	r := &running{done: make(chan error, 1), reload: make(chan func() (*Config, error))}
+	r := &running{done: make(chan error, 1), reload: make(chan func() (*config.Config, error))}
 	started := make(chan Addrs, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -156,14 +157,14 @@ func TestServiceSitesExportsResponderMetrics(t *testing.T) {
 	}))
 	defer upstream.Close()
 	marker := filepath.Join(w.dir, "reloaded")
-	cfg := &Config{
+	cfg := &config.Config{
 		DataDir: filepath.Join(w.dir, "data"), Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", ResponderListen: "127.0.0.1:0",
-		Fetch: FetchConfig{Sweep: "@every 1s"},
-		Sites: []Site{
+		Fetch: config.Fetch{Sweep: "@every 1s"},
+		Sites: []config.Site{
 			{Cert: aCert, Key: aKey},
 			{Names: []string{"b.test"}, Cert: bCert, Key: bKey, Upstream: upstream.URL},
 		},
-		Exports: []Export{
+		Exports: []config.Export{
 			{Cert: aCert, Path: "{cert}.ocsp", Reload: []string{"touch", marker}},
 			{Path: filepath.Join(w.dir, "{key}.b64"), Format: "base64"},
 		},
@@ -273,18 +274,18 @@ func TestServiceReload(t *testing.T) {
 	w := newWorld(t)
 	aCert, aKey, aLeaf := w.leaf("a", "a.test")
 	bCert, bKey, bLeaf := w.leaf("b", "b.test")
-	cfg := &Config{DataDir: filepath.Join(w.dir, "data"), Listen: "127.0.0.1:0",
-		Sites: []Site{{Cert: aCert, Key: aKey}, {Names: []string{"b.test", "unverified.b.test"}, Cert: bCert, Key: bKey}}}
+	cfg := &config.Config{DataDir: filepath.Join(w.dir, "data"), Listen: "127.0.0.1:0",
+		Sites: []config.Site{{Cert: aCert, Key: aKey}, {Names: []string{"b.test", "unverified.b.test"}, Cert: bCert, Key: bKey}}}
 	r := run(t, cfg)
 	w.waitStapled(t, r.addrs.TLS, "b.test", bLeaf)
 	w.waitStapled(t, r.addrs.TLS, "a.test", aLeaf)
 
 	// A bad configuration changes nothing.
-	r.reload <- func() (*Config, error) { return nil, errors.New("the file does not parse") }
+	r.reload <- func() (*config.Config, error) { return nil, errors.New("the file does not parse") }
 	renewedCert, renewedKey, renewedLeaf := w.leaf("a-renewed", "a.test")
 	renewed := renewedLeaf.Cert
-	next := &Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Sites: []Site{{Cert: renewedCert, Key: renewedKey}}}
-	r.reload <- func() (*Config, error) { return next, nil }
+	next := &config.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Sites: []config.Site{{Cert: renewedCert, Key: renewedKey}}}
+	r.reload <- func() (*config.Config, error) { return next, nil }
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		_, st := w.dial(t, r.addrs.TLS, "a.test")
@@ -338,12 +339,12 @@ func TestServiceForgetsUnservedAtStart(t *testing.T) {
 	w := newWorld(t)
 	aCert, aKey, aLeaf := w.leaf("a", "a.test")
 	dataDir := filepath.Join(w.dir, "data")
-	r := run(t, &Config{DataDir: dataDir, Listen: "127.0.0.1:0", Sites: []Site{{Cert: aCert, Key: aKey}}})
+	r := run(t, &config.Config{DataDir: dataDir, Listen: "127.0.0.1:0", Sites: []config.Site{{Cert: aCert, Key: aKey}}})
 	w.waitStapled(t, r.addrs.TLS, "a.test", aLeaf)
 	r.stop(t)
 
 	nCert, nKey, nLeaf := w.leaf("a-new", "a.test")
-	r = run(t, &Config{DataDir: dataDir, Listen: "127.0.0.1:0", Sites: []Site{{Cert: nCert, Key: nKey}}})
+	r = run(t, &config.Config{DataDir: dataDir, Listen: "127.0.0.1:0", Sites: []config.Site{{Cert: nCert, Key: nKey}}})
 	w.waitStapled(t, r.addrs.TLS, "a.test", nLeaf)
 	var es []admin.Entry
 	var err error
@@ -363,9 +364,9 @@ func TestServiceResumption(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			w := newWorld(t)
 			aCert, aKey, aLeaf := w.leaf("a", "a.test")
-			cfg := func() *Config {
-				return &Config{DataDir: filepath.Join(w.dir, "data"), Listen: "127.0.0.1:0", Sessions: mode,
-					Sites: []Site{{Cert: aCert, Key: aKey}}}
+			cfg := func() *config.Config {
+				return &config.Config{DataDir: filepath.Join(w.dir, "data"), Listen: "127.0.0.1:0", Sessions: mode,
+					Sites: []config.Site{{Cert: aCert, Key: aKey}}}
 			}
 			r := run(t, cfg())
 			w.waitStapled(t, r.addrs.TLS, "a.test", aLeaf)

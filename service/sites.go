@@ -9,13 +9,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
+	"staple/config"
 	"staple/responder"
 	"staple/tlsserver"
 )
 
 // site is one [[site]] loaded: its chain, the secure context that serves it, and what its connections get.
 type site struct {
-	cfg     Site
+	cfg     config.Site
 	name    string // "site[N]", for errors and logs
 	chain   *certs.Chain
 	context *tlsserver.SecureContext
@@ -39,7 +40,7 @@ type siteSet struct {
 }
 
 // loadSites reads every site's files and builds the set; it watches nothing yet. Errors name the site.
-func loadSites(cfg *Config, log zerolog.Logger) (*siteSet, error) {
+func loadSites(cfg *config.Config, log zerolog.Logger) (*siteSet, error) {
 	set := &siteSet{byLeaf: map[string]*site{}, byKey: map[certs.Key][]*site{}}
 	for i := range cfg.Sites {
 		st, err := loadSite(cfg, i, log)
@@ -56,7 +57,7 @@ func loadSites(cfg *Config, log zerolog.Logger) (*siteSet, error) {
 		}
 	}
 	if len(set.all) == 0 {
-		return nil, fmt.Errorf("%w: no [[site]] to serve (give --cert and --key, or a configuration with a [[site]])", ErrConfig)
+		return nil, fmt.Errorf("%w: no [[site]] to serve (give --cert and --key, or a configuration with a [[site]])", config.ErrConfig)
 	}
 	if set.def == nil {
 		set.def = set.all[0] // Node needs a default context: the first site is served to clients without SNI
@@ -75,7 +76,7 @@ func loadSites(cfg *Config, log zerolog.Logger) (*siteSet, error) {
 	return set, nil
 }
 
-func loadSite(cfg *Config, i int, log zerolog.Logger) (*site, error) {
+func loadSite(cfg *config.Config, i int, log zerolog.Logger) (*site, error) {
 	sc := cfg.Sites[i]
 	name := fmt.Sprintf("site[%d]", i+1)
 	chain, err := certs.LoadChain(sc.Cert, sc.Key, sc.Issuer)

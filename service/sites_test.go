@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
+	"staple/config"
 	"staple/internal/testpki"
 	"staple/stapler"
 )
@@ -47,7 +48,7 @@ func TestLoadSites(t *testing.T) {
 	caFile := filepath.Join(dir, "ca.pem")
 	os.WriteFile(caFile, ca.CertPEM(), 0o600)
 	noURL, noURLKey := siteFiles(t, dir, "nourl", ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"nourl.test"}}), false)
-	cfg := &Config{Sites: []Site{
+	cfg := &config.Config{Sites: []config.Site{
 		{Names: []string{"*.test"}, Cert: a, Key: aKey},
 		{Names: []string{"b.test"}, Cert: b, Key: bKey},                 // alone: no issuer, nothing to staple
 		{Names: []string{"b.test"}, Cert: b, Key: bKey, Issuer: caFile}, // a later site for the same name
@@ -89,20 +90,20 @@ func TestLoadSitesErrors(t *testing.T) {
 	_, otherKey := siteFiles(t, dir, "b", ca.Issue(t, testpki.LeafOptions{}), false)
 	tests := []struct {
 		name string
-		site Site
+		site config.Site
 		want string
 	}{
-		{"missing file", Site{Cert: filepath.Join(dir, "absent.pem")}, "site[1].cert"},
-		{"key of another certificate", Site{Cert: cert, Key: otherKey}, "site[1].key"},
-		{"no key", Site{Cert: cert}, "site[1].key"},
-		{"client CA without certificates", Site{Cert: cert, Key: filepath.Join(dir, "a.key"), ClientCA: otherKey}, "site[1].client_ca"},
+		{"missing file", config.Site{Cert: filepath.Join(dir, "absent.pem")}, "site[1].cert"},
+		{"key of another certificate", config.Site{Cert: cert, Key: otherKey}, "site[1].key"},
+		{"no key", config.Site{Cert: cert}, "site[1].key"},
+		{"client CA without certificates", config.Site{Cert: cert, Key: filepath.Join(dir, "a.key"), ClientCA: otherKey}, "site[1].client_ca"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := &Config{Sites: []Site{tt.site}}
+			cfg := &config.Config{Sites: []config.Site{tt.site}}
 			_, err := loadSites(cfg, zerolog.Nop())
-			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want+":") {
-				t.Errorf("loadSites: %v, want ErrConfig at %s", err, tt.want)
+			if !errors.Is(err, config.ErrConfig) || !strings.Contains(err.Error(), tt.want+":") {
+				t.Errorf("loadSites: %v, want config.ErrConfig at %s", err, tt.want)
 			}
 		})
 	}
@@ -116,7 +117,7 @@ func TestFrontStaplesByLeafBytes(t *testing.T) {
 	ca := testpki.NewRoot(t, "front root", testpki.ECDSAP256).NewIntermediate(t, "front CA", testpki.ECDSAP256)
 	leaf := ca.Issue(t, testpki.LeafOptions{DNSNames: []string{"front.test"}, OCSPURLs: []string{"http://ocsp.front.test/"}})
 	cert, key := siteFiles(t, dir, "front", leaf, false)
-	cfg := &Config{Sites: []Site{{Cert: cert, Key: key}}}
+	cfg := &config.Config{Sites: []config.Site{{Cert: cert, Key: key}}}
 	cfg.Check()
 	set, err := loadSites(cfg, zerolog.Nop())
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"staple/config"
 	"staple/internal/loadgen"
 	"staple/lab"
 	"staple/responder"
@@ -70,8 +71,8 @@ func profLab(b *testing.B, sweep int) (*Lab, *responder.Responder, string) {
 func serveInProcess(b *testing.B, leaf *Leaf) (string, string) {
 	b.Helper()
 	respLn, _ := FreeAddr()
-	cfg := &service.Config{DataDir: filepath.Join(b.TempDir(), "data"), Listen: "127.0.0.1:0", ResponderListen: respLn,
-		LogLevel: "warn", LogFormat: "json", Sites: []service.Site{{Cert: leaf.CertFile, Key: leaf.KeyFile}}}
+	cfg := &config.Config{DataDir: filepath.Join(b.TempDir(), "data"), Listen: "127.0.0.1:0", ResponderListen: respLn,
+		LogLevel: "warn", LogFormat: "json", Sites: []config.Site{{Cert: leaf.CertFile, Key: leaf.KeyFile}}}
 	started := make(chan service.Addrs, 1)
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -251,12 +252,12 @@ func BenchmarkServeWarmStart(b *testing.B) {
 		b.StopTimer()
 		data := filepath.Join(b.TempDir(), "data")
 		os.MkdirAll(data, 0o700)
-		if err := copyFile(filepath.Join(data, service.DatabaseName), tmpl); err != nil {
+		if err := copyFile(filepath.Join(data, config.DatabaseName), tmpl); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		cfg := &service.Config{DataDir: data, Listen: "127.0.0.1:0", LogLevel: "warn", LogFormat: "json",
-			Sites: []service.Site{{Cert: leaf.CertFile, Key: leaf.KeyFile}}}
+		cfg := &config.Config{DataDir: data, Listen: "127.0.0.1:0", LogLevel: "warn", LogFormat: "json",
+			Sites: []config.Site{{Cert: leaf.CertFile, Key: leaf.KeyFile}}}
 		started := make(chan service.Addrs, 1)
 		done := make(chan error, 1)
 		ctx, cancel := context.WithCancel(context.Background())

@@ -15,9 +15,9 @@ import (
 
 	"staple/cache"
 	"staple/certs"
+	"staple/config"
 	"staple/lab"
 	"staple/ocspfetch"
-	"staple/service"
 	"staple/stapler"
 )
 
@@ -95,7 +95,7 @@ func (r *Run) startWarm(ctx context.Context, name, template string, leaf *Leaf, 
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return warmRun{}, fmt.Errorf("bench: %w", err)
 	}
-	if err := copyFile(filepath.Join(data, service.DatabaseName), template); err != nil {
+	if err := copyFile(filepath.Join(data, config.DatabaseName), template); err != nil {
 		return warmRun{}, err
 	}
 	addr, err := FreeAddr()

@@ -1,4 +1,4 @@
-package service
+package state
 
 import (
 	"bytes"
@@ -43,7 +43,7 @@ func TestSessionStoreOverCache(t *testing.T) {
 	if err := ss.NewSession(ctx, id, data); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.GetSession(id, now); !errors.Is(err, cache.ErrNotFound) {
+	if got, err := st.LookupSession(id, now); got != nil || err != nil {
 		t.Errorf("the session reached the file before Flush: %v", err)
 	}
 	if err := ss.Flush(); err != nil {

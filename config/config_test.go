@@ -1,4 +1,4 @@
-package service
+package config
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 )
 
 func TestParseConfigFull(t *testing.T) {
-	c, err := LoadConfig(filepath.Join("testdata", "full.toml"))
+	c, err := Load(filepath.Join("testdata", "full.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestSchedulesAgree(t *testing.T) {
 		{"@every 30s", true}, {"*/5 * * * *", true}, {"30 */5 * * * *", true}, {"often", false}, {"* * *", false},
 	} {
 		doc := fmt.Sprintf("[fetch]\nsweep = %q\n[tickets]\nrotate = %q\n", tt.spec, tt.spec)
-		c, err := ParseConfig([]byte(doc), "s.toml")
+		c, err := Parse([]byte(doc), "s.toml")
 		if (err == nil) != tt.ok {
 			t.Errorf("%q: configuration %v, want ok=%v", tt.spec, err, tt.ok)
 			continue
@@ -61,7 +61,7 @@ func TestSchedulesAgree(t *testing.T) {
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	c, err := ParseConfig(nil, "")
+	c, err := Parse(nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tt.doc), "s.toml")
+			_, err := Parse([]byte(tt.doc), "s.toml")
 			if !errors.Is(err, ErrConfig) {
 				t.Fatalf("error = %v, want ErrConfig", err)
 			}
@@ -127,7 +127,7 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.toml"))
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if !errors.Is(err, ErrConfig) || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "nope.toml") {
 		t.Errorf("error = %v", err)
 	}
@@ -154,7 +154,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("[[site]]\ncert = \"a\"\n[[export]]\npath=\"{cert}\"\n"))
 	f.Add([]byte("[fetch.overrides]\n\"http://a\" = \"\"\n"))
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		c, err := ParseConfig(doc, "fuzz.toml")
+		c, err := Parse(doc, "fuzz.toml")
 		if err != nil {
 			if !errors.Is(err, ErrConfig) {
 				t.Fatalf("error without ErrConfig: %v", err)
@@ -179,7 +179,7 @@ func TestFleetUnserved(t *testing.T) {
 		{"unserved_after = \"2h\"\nremove_unserved = false\n", -1},
 		{"remove_unserved = true\n", 0},
 	} {
-		c, err := ParseConfig([]byte("[fleet]\nendpoints = [\"http://e:2379\"]\n"+tt.doc), "s.toml")
+		c, err := Parse([]byte("[fleet]\nendpoints = [\"http://e:2379\"]\n"+tt.doc), "s.toml")
 		if err != nil {
 			t.Fatalf("%q: %v", tt.doc, err)
 		}

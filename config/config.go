@@ -1,15 +1,13 @@
-package service
+package config
 
 import (
 	"bytes"
-	"crypto"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"staple/ocspfetch"
 	"staple/stapler"
 	"strings"
 	"time"
@@ -19,7 +17,7 @@ import (
 )
 
 // ErrConfig is wrapped by every configuration error; the message names the file, line and key.
-var ErrConfig = errors.New("service: bad configuration")
+var ErrConfig = errors.New("config: bad configuration")
 
 // Defaults of the configuration, documented in the manual of staple serve.
 const (
@@ -77,19 +75,19 @@ type Config struct {
 	// directory serves localhost), used when the lab is first made. Default http://127.0.0.1:8889.
 	LabResponderURL string `toml:"lab_responder_url"`
 
-	Fetch   FetchConfig  `toml:"fetch"`
-	Tickets TicketConfig `toml:"tickets"`
-	Fleet   FleetConfig  `toml:"fleet"`
-	Sites   []Site       `toml:"site"`
-	Exports []Export     `toml:"export"`
+	Fetch   Fetch    `toml:"fetch"`
+	Tickets Tickets  `toml:"tickets"`
+	Fleet   Fleet    `toml:"fleet"`
+	Sites   []Site   `toml:"site"`
+	Exports []Export `toml:"export"`
 
 	// File is the configuration file's path ("" when the configuration came from flags only).
 	File  string `toml:"-"`
 	lines map[string]int
 }
 
-// FetchConfig is the [fetch] table: how responders are queried and when.
-type FetchConfig struct {
+// Fetch is the [fetch] table: how responders are queried and when.
+type Fetch struct {
 	// Sweep is the cron spec of the refresh sweep. Default "@every 30s".
 	Sweep string `toml:"sweep"`
 	// Timeout bounds one request; ConnectTimeout its connection. Defaults 10 s and 5 s.
@@ -114,10 +112,10 @@ type FetchConfig struct {
 	NoNextUpdateTTL Duration `toml:"no_next_update_ttl"`
 }
 
-// FleetConfig is the [fleet] table: several staple nodes that share one etcd cluster, so that one node (the
+// Fleet is the [fleet] table: several staple nodes that share one etcd cluster, so that one node (the
 // elected leader) asks the CAs, every node staples what it fetched, and a session made on one node resumes on
 // any other. Without endpoints the node stands alone on its bbolt cache.
-type FleetConfig struct {
+type Fleet struct {
 	// Endpoints are etcd's client URLs. Empty means no fleet.
 	Endpoints []string `toml:"endpoints"`
 	// Prefix is where staple's keys live in etcd. Default "/staple/".
@@ -145,10 +143,10 @@ type FleetConfig struct {
 }
 
 // Enabled reports whether the node is in a fleet.
-func (f FleetConfig) Enabled() bool { return len(f.Endpoints) > 0 }
+func (f Fleet) Enabled() bool { return len(f.Endpoints) > 0 }
 
-// TicketConfig is the [tickets] table.
-type TicketConfig struct {
+// Tickets is the [tickets] table.
+type Tickets struct {
 	// Rotate is a cron spec for rotating session ticket keys (the previous key still decrypts). "" = never.
 	Rotate string `toml:"rotate"`
 }
@@ -208,18 +206,18 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
 
-// LoadConfig reads and checks a configuration file. Relative paths in it are relative to its directory.
-func LoadConfig(path string) (*Config, error) {
+// Load reads and checks a configuration file. Relative paths in it are relative to its directory.
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return ParseConfig(data, path)
+	return Parse(data, path)
 }
 
-// ParseConfig decodes and checks a configuration; name is the file name used in errors and the base of
+// Parse decodes and checks a configuration; name is the file name used in errors and the base of
 // relative paths ("" for none).
-func ParseConfig(data []byte, name string) (*Config, error) {
+func Parse(data []byte, name string) (*Config, error) {
 	c := &Config{File: name}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -522,41 +520,4 @@ func checkPattern(p string) error {
 		}
 	}
 	return nil
-}
-
-// StaplerConfig returns the engine's configuration from the [fetch] table: the fetcher with its deadlines,
-// size cap, CertID hash, nonce and overrides, the refresh policy, and the scheduler's limits. version names
-// staple in the User-Agent; now is the clock (nil means time.Now). The service and the command line (which
-// runs the engine over the store when no service does) both start from it, so both fetch alike.
-func (c *Config) StaplerConfig(version string, now func() time.Time) stapler.Config {
-	f := c.Fetch
-	client := &ocspfetch.Client{
-		UserAgent:      "staple/" + version,
-		ConnectTimeout: f.ConnectTimeout.Duration,
-		Timeout:        f.Timeout.Duration,
-		MaxBodySize:    f.MaxResponseBytes,
-		Overrides:      f.Overrides,
-		Nonce:          f.Nonce,
-		Now:            now,
-	}
-	client.Hash = f.certIDHash()
-	return stapler.Config{
-		Fetcher:       client,
-		Policy:        ocspfetch.Policy{Margin: f.Margin.Duration, NoNextUpdateTTL: f.NoNextUpdateTTL.Duration},
-		Sweep:         f.Sweep,
-		MaxPerHost:    f.PerHost,
-		MaxInFlight:   f.Concurrency,
-		FetchTimeout:  f.Timeout.Duration + f.ConnectTimeout.Duration,
-		StapleUnknown: f.StapleUnknown,
-		Now:           now,
-	}
-}
-
-// certIDHash is the CertID hash of the requests the fetcher sends, and so of the responses it gets: SHA-256
-// with sha256 = true, else SHA-1.
-func (f FetchConfig) certIDHash() crypto.Hash {
-	if f.SHA256 {
-		return crypto.SHA256
-	}
-	return crypto.SHA1
 }

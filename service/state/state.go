@@ -1,0 +1,158 @@
+// Package state opens where staple serve keeps its state: the cache file in the data directory, or a fleet's
+// etcd. With it come the TLS session ticket keys and sessions at rest (so that resumption survives a restart
+// and, in a fleet, works on every node), and in a fleet the election that says which node fetches, the watch
+// that brings what the other nodes store, and the claims of what this node serves.
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"staple/cache"
+	"staple/certs"
+	"staple/config"
+	"staple/stapler"
+	"staple/tlsserver"
+)
+
+// State is where the engine's state lives. It is safe for concurrent use once opened.
+type State struct {
+	// Storage is the engine's storage; Path says where it is, for people (a file, or etcd's endpoints).
+	Storage stapler.Storage
+	Path    string
+
+	store *cache.Store // the cache file; nil in a fleet
+	fleet *node        // nil when the node stands alone
+}
+
+// Run starts a background loop of the service, named for its log.
+type Run func(name string, loop func() error)
+
+// Open opens the cache file of cfg's data directory (moving a corrupt one aside when reset is set), or
+// joins the fleet of cfg's [fleet] table. now is the clock (nil: time.Now).
+func Open(cfg *config.Config, reset bool, now func() time.Time, log zerolog.Logger) (*State, error) {
+	if cfg.Fleet.Enabled() {
+		n, err := join(cfg, now, log)
+		if err != nil {
+			return nil, err
+		}
+		return &State{fleet: n, Storage: n.store, Path: fmt.Sprintf("etcd %v %s", n.cfg.Endpoints, n.store.Path())}, nil
+	}
+	st, err := openCache(filepath.Join(cfg.DataDir, config.DatabaseName), reset, now, log)
+	if err != nil {
+		return nil, err
+	}
+	return &State{store: st, Storage: st, Path: st.Path()}, nil
+}
+
+// Close releases the cache file, or the fleet's etcd client.
+func (s *State) Close() {
+	if s.fleet != nil {
+		s.fleet.cli.Close()
+		return
+	}
+	s.store.Close()
+}
+
+// Fleet reports whether the state is a fleet's.
+func (s *State) Fleet() bool { return s.fleet != nil }
+
+// Role is the stapler's Role: the election's in a fleet, nil (Solo) otherwise.
+func (s *State) Role() func() stapler.Role {
+	if s.fleet == nil {
+		return nil
+	}
+	return s.fleet.elector.Role
+}
+
+// ServedBy names the nodes of the fleet that serve a certificate; nil outside a fleet.
+func (s *State) ServedBy() func(certs.Key) ([]string, error) {
+	if s.fleet == nil {
+		return nil
+	}
+	return s.fleet.store.ServedBy
+}
+
+// KeepSessions gives srv its ticket keys and, with sessions = "store", its session store: in the cache file
+// (sessions written behind the handshake), or in a fleet's etcd (ticket keys shared, and followed as the
+// leader rotates them).
+func (s *State) KeepSessions(ctx context.Context, cfg *config.Config, srv *tlsserver.Server, now func() time.Time, run Run, log zerolog.Logger) {
+	if n := s.fleet; n != nil {
+		srv.TicketKeyStore = n.tickets
+		if n.sessions != nil {
+			srv.NewSession, srv.ResumeSession = n.sessions.NewSession, n.sessions.ResumeSession
+		}
+		run("fleet-tickets", func() error { return n.tickets.Watch(ctx, srv.UseTicketKeys) })
+		return
+	}
+	srv.TicketKeyStore = ticketKeyStore{s.store}
+	if cfg.Sessions == "store" {
+		sessions := &tlsserver.WriteBehindSessionStore{Backend: s.store, TTL: cfg.SessionTTL.Duration, Now: now}
+		run("sessions", func() error {
+			sessions.Run(ctx, func(err error) { log.Warn().Err(err).Msg("TLS sessions not stored") })
+			return nil
+		})
+		srv.NewSession, srv.ResumeSession = sessions.NewSession, sessions.ResumeSession
+	}
+}
+
+// RotateTicketKeys rotates the session ticket keys (the previous key still decrypts): srv's, kept in the
+// cache file, or in a fleet the shared ones, by the leader alone and only when period has mostly passed since
+// the last rotation anywhere in the fleet (every node takes the new keys up by its watch). It reports
+// whether the keys were rotated.
+func (s *State) RotateTicketKeys(ctx context.Context, srv *tlsserver.Server, period time.Duration) (bool, error) {
+	if n := s.fleet; n != nil {
+		if n.elector.Role() != stapler.Leader {
+			return false, nil
+		}
+		return n.tickets.RotateIfDue(ctx, period*9/10)
+	}
+	return true, srv.RotateTicketKeys()
+}
+
+// openCache opens the cache file; a corrupt one is moved aside when reset is set.
+func openCache(path string, reset bool, now func() time.Time, log zerolog.Logger) (*cache.Store, error) {
+	st, err := cache.Open(path, cache.Options{Now: now})
+	if errors.Is(err, cache.ErrCorrupt) && reset {
+		t := time.Now()
+		if now != nil {
+			t = now()
+		}
+		moved, rerr := cache.Reset(path, t)
+		if rerr != nil {
+			return nil, fmt.Errorf("service: --reset-cache: %w", rerr)
+		}
+		log.Warn().Str("moved_to", moved).Msg("the corrupt cache file was moved aside; starting with an empty cache")
+		st, err = cache.Open(path, cache.Options{Now: now})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	return st, nil
+}
+
+// ticketKeyStore keeps the TLS server's session ticket keys in the cache file, so that tickets issued before
+// a restart still resume. The file is 0600: the keys are secrets and are never logged.
+type ticketKeyStore struct{ st *cache.Store }
+
+var _ tlsserver.TicketKeyStore = ticketKeyStore{}
+
+func (t ticketKeyStore) LoadTicketKeys() (tlsserver.TicketKeys, error) {
+	k, err := t.st.TicketKeys()
+	if errors.Is(err, cache.ErrNotFound) {
+		return tlsserver.TicketKeys{}, nil
+	}
+	if err != nil {
+		return tlsserver.TicketKeys{}, err
+	}
+	return tlsserver.TicketKeys{Current: k.Current, Previous: k.Previous, Created: k.Rotated}, nil
+}
+
+func (t ticketKeyStore) SaveTicketKeys(k tlsserver.TicketKeys) error {
+	return t.st.PutTicketKeys(cache.TicketKeys{Current: k.Current, Previous: k.Previous, Rotated: k.Created})
+}
