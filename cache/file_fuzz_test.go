@@ -40,7 +40,7 @@ func validFile(tb testing.TB) []byte {
 	for i := range 3 {
 		key := certs.KeyFor(spki[:], big.NewInt(int64(0x1001+i)))
 		err := errors.Join(st.PutCert(key, cert), st.PutResponse(key, resp), st.PutTicketKeys(keys),
-			st.PutSession([]byte{byte(i), 2, 3, 4}, []byte("session state"), t0.Add(time.Hour)))
+			putSession(st, []byte{byte(i), 2, 3, 4}, []byte("session state"), t0.Add(time.Hour)))
 		for _, a := range hist {
 			err = errors.Join(err, st.AddAttempt(key, a))
 		}
@@ -207,7 +207,7 @@ func readAll(t *testing.T, st *Store) {
 	_, err := st.TicketKeys()
 	ok(err)
 	for i := range 3 {
-		_, err := st.GetSession([]byte{byte(i), 2, 3, 4}, t0)
+		_, err := st.LookupSession([]byte{byte(i), 2, 3, 4}, t0)
 		ok(err)
 	}
 	if !st.ReadOnly() {
@@ -337,8 +337,8 @@ func TestRecordThatIsABucket(t *testing.T) {
 	if _, err := st.Response(key); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Response: %v, want ErrNotFound", err)
 	}
-	if _, err := st.GetSession(session, t0); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetSession: %v, want ErrNotFound", err)
+	if got, err := st.LookupSession(session, t0); got != nil || err != nil {
+		t.Errorf("LookupSession: %q, %v; want none", got, err)
 	}
 	if n, err := st.PurgeSessions(t0.Add(2 * time.Hour)); err != nil || n != 2 {
 		t.Errorf("PurgeSessions: %d, %v; want the 2 expired sessions purged", n, err)
@@ -356,8 +356,7 @@ func TestRecordThatIsABucket(t *testing.T) {
 		"Remove":        func() error { return st.Remove(key) },
 		"RemoveAll":     func() error { return st.RemoveAll([]certs.Key{key}) },
 		"PutEntries":    func() error { return st.PutEntries([]Entry{{Key: key, Response: &resp}}) },
-		"PutSession":    func() error { return st.PutSession(session, []byte("state"), t0.Add(time.Hour)) },
-		"DeleteSession": func() error { return st.DeleteSession(session) },
+		"PutSessions":   func() error { return putSession(st, session, []byte("state"), t0.Add(time.Hour)) },
 		"PutTicketKeys": func() error { return st.PutTicketKeys(keys) },
 	} {
 		if err := write(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "--reset-cache") {

@@ -38,7 +38,7 @@ func goldenRecords() map[string][]byte {
 				URL: "http://ocsp.example.test/", Latency: 40 * time.Millisecond},
 			{Time: t0.Add(time.Minute), Reason: "ok", Status: ocspwire.Good, URL: "http://ocsp.example.test/", Latency: 12 * time.Millisecond},
 		}),
-		"session.bin":     encodeSession([]byte("opaque session state"), t0.Add(DefaultSessionTTL)),
+		"session.bin":     encodeSession([]byte("opaque session state"), t0.Add(5*time.Minute)),
 		"ticket-keys.bin": encodeTicketKeys(TicketKeys{Current: bytes.Repeat([]byte{7}, 48), Previous: bytes.Repeat([]byte{8}, 48), Rotated: t0}),
 	}
 }

@@ -1,56 +1,13 @@
 package cache
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// DefaultSessionTTL is how long a stored TLS session lives when PutSession is given no expiry (Node's
-// sessionTimeout default, 300 s).
-const DefaultSessionTTL = 300 * time.Second
-
-// PutSession stores a TLS session under id until expires (zero means DefaultSessionTTL from now). Concurrent
-// calls are committed together. Session bytes are secrets: the cache never logs them, and errors never quote
-// them.
-func (s *Store) PutSession(id, data []byte, expires time.Time) error {
-	if err := checkSession(id, data); err != nil {
-		return err
-	}
-	if expires.IsZero() {
-		expires = s.now().Add(DefaultSessionTTL)
-	}
-	k, v := append([]byte(nil), id...), encodeSession(data, expires)
-	return s.batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Put(k, v) })
-}
-
-// GetSession returns the session stored under id, or ErrNotFound when there is none or it has expired at now.
-func (s *Store) GetSession(id []byte, now time.Time) ([]byte, error) {
-	if len(id) == 0 || len(id) > MaxSessionIDSize {
-		return nil, fmt.Errorf("%w: session", ErrNotFound)
-	}
-	var data []byte
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSessions).Get(id)
-		if v == nil {
-			return fmt.Errorf("%w: session", ErrNotFound)
-		}
-		d, expires, err := DecodeSession(v)
-		if err != nil {
-			return err
-		}
-		if !now.Before(expires) {
-			return fmt.Errorf("%w: session expired", ErrNotFound)
-		}
-		data = d
-		return nil
-	})
-	return data, err
-}
-
-// CheckSession returns the error PutSession would return for data under id (ErrTooLarge over the limits).
+// CheckSession returns the error PutSessions would meet for data under id (ErrTooLarge over the limits).
 func (s *Store) CheckSession(id, data []byte) error { return checkSession(id, data) }
 
 // PutSessions stores, in one transaction, every session that all yields, each until expires: the flush of a
@@ -69,23 +26,25 @@ func (s *Store) PutSessions(all func(yield func(id, data []byte, expires time.Ti
 	})
 }
 
-// LookupSession is GetSession for a TLS session store: nil, not ErrNotFound, when there is no session under id
-// or it has expired at now.
+// LookupSession returns the TLS session stored under id, or nil when there is none or it has expired at now.
+// Session bytes are secrets: the cache never logs them, and its errors never quote them.
 func (s *Store) LookupSession(id []byte, now time.Time) ([]byte, error) {
-	data, err := s.GetSession(id, now)
-	if errors.Is(err, ErrNotFound) {
+	if len(id) == 0 || len(id) > MaxSessionIDSize {
 		return nil, nil
 	}
+	var data []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSessions).Get(id)
+		if v == nil {
+			return nil
+		}
+		d, expires, err := DecodeSession(v)
+		if err == nil && now.Before(expires) {
+			data = d
+		}
+		return err
+	})
 	return data, err
-}
-
-// DeleteSession removes the session stored under id; removing an absent one is not an error.
-func (s *Store) DeleteSession(id []byte) error {
-	if len(id) == 0 || len(id) > MaxSessionIDSize {
-		return nil
-	}
-	k := append([]byte(nil), id...)
-	return s.batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketSessions).Delete(k) })
 }
 
 // PurgeSessions removes every session expired at now, and sessions whose record does not decode, and returns

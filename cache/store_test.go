@@ -509,42 +509,41 @@ func TestHistoryKeepsTheLastAttempts(t *testing.T) {
 	}
 }
 
+// putSession stores one session through PutSessions, the store's one way to write sessions.
+func putSession(s *Store, id, data []byte, expires time.Time) error {
+	return s.PutSessions(func(yield func(id, data []byte, expires time.Time) bool) { yield(id, data, expires) })
+}
+
 func TestSessions(t *testing.T) {
 	now := t0
 	s := openTest(t, filepath.Join(t.TempDir(), "cache.db"), Options{Now: func() time.Time { return now }})
 	id, data := []byte("session-id"), []byte("session secret")
-	if _, err := s.GetSession(id, now); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetSession of an absent id: %v", err)
+	if got, err := s.LookupSession(id, now); got != nil || err != nil {
+		t.Errorf("LookupSession of an absent id: %q, %v", got, err)
 	}
-	if err := s.PutSession(id, data, time.Time{}); err != nil {
+	if err := putSession(s, id, data, now.Add(5*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.GetSession(id, now.Add(DefaultSessionTTL-time.Second)); err != nil || !bytes.Equal(got, data) {
-		t.Errorf("GetSession before expiry = %q, %v", got, err)
+	if got, err := s.LookupSession(id, now.Add(5*time.Minute-time.Second)); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("LookupSession before expiry = %q, %v", got, err)
 	}
-	if _, err := s.GetSession(id, now.Add(DefaultSessionTTL)); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetSession at expiry: %v, want ErrNotFound", err)
+	if got, err := s.LookupSession(id, now.Add(5*time.Minute)); got != nil || err != nil {
+		t.Errorf("LookupSession at expiry: %q, %v; want none", got, err)
 	}
-	s.PutSession([]byte("long"), data, now.Add(time.Hour))
-	s.PutSession([]byte("short"), data, now.Add(time.Minute))
+	putSession(s, []byte("long"), data, now.Add(time.Hour))
+	putSession(s, []byte("short"), data, now.Add(time.Minute))
 	n, err := s.PurgeSessions(now.Add(10 * time.Minute))
 	if err != nil || n != 2 {
 		t.Errorf("PurgeSessions = %d, %v; want 2 (session-id and short)", n, err)
 	}
-	if _, err := s.GetSession([]byte("long"), now); err != nil {
+	if got, err := s.LookupSession([]byte("long"), now); got == nil || err != nil {
 		t.Errorf("the live session was purged: %v", err)
 	}
-	if err := s.DeleteSession([]byte("long")); err != nil {
-		t.Fatal(err)
+	if err := putSession(s, bytes.Repeat([]byte{1}, MaxSessionIDSize+1), data, now); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a session with a huge id: %v, want ErrTooLarge", err)
 	}
-	if _, err := s.GetSession([]byte("long"), now); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetSession after DeleteSession: %v", err)
-	}
-	if err := s.PutSession(bytes.Repeat([]byte{1}, MaxSessionIDSize+1), data, time.Time{}); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("PutSession with a huge id: %v, want ErrTooLarge", err)
-	}
-	if err := s.PutSession(nil, data, time.Time{}); err == nil {
-		t.Error("PutSession accepted an empty id")
+	if err := putSession(s, nil, data, now); err == nil {
+		t.Error("a session with an empty id was accepted")
 	}
 }
 

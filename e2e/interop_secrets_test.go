@@ -295,8 +295,8 @@ func (ex *exercised) addFromCache(t *testing.T, s *secrets, path string, session
 	}
 	found := 0
 	for i, id := range ex.tickets {
-		data, err := st.GetSession(id, time.Now())
-		if err != nil {
+		data, err := st.LookupSession(id, time.Now())
+		if err != nil || data == nil {
 			continue // an earlier session that a later handshake replaced
 		}
 		found++

@@ -59,16 +59,6 @@ func generateKey(t KeyType) (crypto.Signer, error) {
 	return k, nil
 }
 
-func keyTypeOf(k crypto.PublicKey) KeyType {
-	switch k.(type) {
-	case *rsa.PublicKey:
-		return KeyRSA
-	case ed25519.PublicKey:
-		return KeyEd25519
-	}
-	return KeyECDSA
-}
-
 // keyPEM encodes k as an unencrypted PKCS#8 "PRIVATE KEY", which openssl and certs.ParsePEM both read.
 func keyPEM(k crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(k)

@@ -2,6 +2,9 @@ package lab
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -346,4 +349,15 @@ func TestKeyTypes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// keyTypeOf is the KeyType of a public key.
+func keyTypeOf(k crypto.PublicKey) KeyType {
+	switch k.(type) {
+	case *rsa.PublicKey:
+		return KeyRSA
+	case ed25519.PublicKey:
+		return KeyEd25519
+	}
+	return KeyECDSA
 }

@@ -2,7 +2,9 @@ package service
 
 import (
 	"io"
+	"log"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -26,4 +28,17 @@ func NewLogger(w io.Writer, level, format string) zerolog.Logger {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// newStdLogger adapts the service's logger for net/http's ErrorLog, at debug level: what http.Server
+// reports there (TLS handshake errors, bad requests from clients) is the clients' business.
+func newStdLogger(l zerolog.Logger) *log.Logger {
+	return log.New(stdWriter{l}, "", 0)
+}
+
+type stdWriter struct{ l zerolog.Logger }
+
+func (w stdWriter) Write(p []byte) (int, error) {
+	w.l.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -100,28 +100,23 @@ func (s *Stapler) loadNames() {
 		return
 	}
 	s.mu.Lock()
-	missing := 0
+	missing := false
 	for _, e := range s.entries {
-		if e.hasCert && !e.namesKnown {
-			missing++
-		}
+		missing = missing || e.hasCert && !e.namesKnown
 	}
 	s.mu.Unlock()
-	if missing == 0 {
+	if !missing {
 		return
 	}
-	leaves := map[certs.Key]*x509.Certificate{}
-	unreadable := map[certs.Key]bool{}
+	names := map[certs.Key][]string{} // nil for a certificate that does not parse: not read again
 	err := s.cfg.Storage.Certs(func(key certs.Key, c cache.Cert, err error) error {
 		if err != nil {
 			return nil
 		}
-		leaf, perr := x509.ParseCertificate(c.Leaf)
-		if perr != nil {
-			unreadable[key] = true
-			return nil
+		names[key] = nil
+		if leaf, err := x509.ParseCertificate(c.Leaf); err == nil {
+			names[key] = certs.Names(leaf)
 		}
-		leaves[key] = leaf
 		return nil
 	})
 	if err != nil {
@@ -130,12 +125,8 @@ func (s *Stapler) loadNames() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key, e := range s.entries {
-		switch {
-		case e.namesKnown:
-		case leaves[key] != nil:
-			e.setNames(leaves[key])
-		case unreadable[key]:
-			e.namesKnown = true
+		if n, ok := names[key]; ok && !e.namesKnown {
+			e.names, e.namesKnown = n, true
 		}
 	}
 }
