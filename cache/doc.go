@@ -1,5 +1,5 @@
-// Package cache owns staple's state at rest: the bbolt file (its schema, in schema.go, and the encoding of every
-// record), the in-memory index the TLS hot path reads, and TLS sessions and ticket keys.
+// Package cache owns staple's state at rest: the bbolt file, its schema (in schema.go) and the encoding of
+// every record, which other stores of the same records (package fleet's etcd) use too.
 //
 // A Store holds, per certificate key (certs.Key), the watched certificate, the newest verified OCSP response
 // and the last MaxHistory fetch attempts; it also holds TLS sessions with an expiry and the session ticket keys.
@@ -8,9 +8,6 @@
 // (ErrCorrupt; Reset moves the file aside and never deletes it). A read-only Open lets the CLI inspect the
 // cache when no service runs. Every method is one short transaction; no transaction is held across network
 // I/O, and every byte slice returned is a copy.
-//
-// An Index is an immutable, sharded map swapped through atomic pointers: Get is lock-free and allocates
-// nothing, so a handshake never waits on a writer or the disk.
 //
 // The package does no network I/O and never logs: session bytes and ticket keys are secrets.
 package cache
