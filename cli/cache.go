@@ -14,8 +14,8 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"staple/admin"
+	"staple/atomicfile"
 	"staple/certs"
-	"staple/internal/atomicfile"
 )
 
 const cacheManual = `NAME

@@ -9,7 +9,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"staple/internal/atomicfile"
+	"staple/atomicfile"
 	"strings"
 	"time"
 

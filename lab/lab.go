@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"staple/atomicfile"
 	"staple/certs"
-	"staple/internal/atomicfile"
 	"staple/ocspwire"
 )
 

@@ -17,7 +17,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
 
-	"staple/internal/atomicfile"
+	"staple/atomicfile"
 	"staple/ocspwire"
 	"staple/responder"
 )

@@ -12,9 +12,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"staple/atomicfile"
 	"staple/certs"
 	"staple/config"
-	"staple/internal/atomicfile"
 )
 
 // exporter writes new responses where nginx (ssl_stapling_file) and HAProxy (<cert>.ocsp, "set ssl

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"staple/atomicfile"
 	"staple/certs"
-	"staple/internal/atomicfile"
 	"staple/lab"
 	"staple/ocspwire"
 )
