@@ -14,12 +14,13 @@ type Policy struct {
 	// Jitter is the fraction by which refresh times are spread, either way. Zero means 0.1 (±10%); negative
 	// disables jitter.
 	Jitter float64
-	// BackoffMin and BackoffMax bound the retry delay after failures. Zero means 1 min and 1 h.
+	// BackoffMin and BackoffMax bound the retry delay after failures while a valid response is held. Zero
+	// means 1 min and 1 h.
 	BackoffMin, BackoffMax time.Duration
-	// BackoffUnstapled caps the retry delay when no valid response is held, so that nothing is stapled until
-	// the next try: a responder back from an outage is asked again within minutes, not an hour. Zero means
-	// 5 min (nginx retries a failed OCSP request after 5 min); it never exceeds BackoffMax.
-	BackoffUnstapled time.Duration
+	// BackoffUnstapledMin and BackoffUnstapled bound it when no valid response is held, so that nothing is
+	// stapled until the next try: a responder back from an outage is asked again within seconds to a couple
+	// of minutes, not an hour. Zero means 10 s and 2 min; neither exceeds BackoffMax.
+	BackoffUnstapledMin, BackoffUnstapled time.Duration
 }
 
 func (p Policy) margin() time.Duration     { return orDefault(p.Margin, time.Hour) }
@@ -27,7 +28,10 @@ func (p Policy) ttl() time.Duration        { return orDefault(p.NoNextUpdateTTL,
 func (p Policy) backoffMin() time.Duration { return orDefault(p.BackoffMin, time.Minute) }
 func (p Policy) backoffMax() time.Duration { return orDefault(p.BackoffMax, time.Hour) }
 func (p Policy) backoffUnstapled() time.Duration {
-	return min(orDefault(p.BackoffUnstapled, 5*time.Minute), p.backoffMax())
+	return min(orDefault(p.BackoffUnstapled, 2*time.Minute), p.backoffMax())
+}
+func (p Policy) backoffUnstapledMin() time.Duration {
+	return min(orDefault(p.BackoffUnstapledMin, 10*time.Second), p.backoffUnstapled())
 }
 
 // TTL returns how long a response without NextUpdate stays valid (NoNextUpdateTTL or its default).
@@ -51,15 +55,17 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // RefreshAt returns when to fetch a new response for one that was just accepted at now: the midpoint of
-// [ThisUpdate, Expiry], not before the responder's max-age has run out (RFC 5019 §6.1), never after Expiry
-// minus the margin, spread by ±Jitter of the time to wait. rnd returns a uniform number in [0, 1); nil means
-// no jitter. The result is never before now.
+// [ThisUpdate, Expiry], never after Expiry minus the margin, spread by ±Jitter of the time to wait. A
+// responder's Cache-Control max-age (RFC 5019 §6.1) may make it earlier, never later: Boulder-style headers
+// give a max-age up to nextUpdate, which would leave less room for an outage than the midpoint; a max-age
+// under BackoffMin is taken as BackoffMin, so a responder that says "no-cache" is not asked in a loop.
+// rnd returns a uniform number in [0, 1); nil means no jitter. The result is never before now.
 func (p Policy) RefreshAt(r *Response, now time.Time, rnd func() float64) time.Time {
 	expiry := r.Expiry(p.ttl())
 	window := expiry.Sub(r.ThisUpdate)
 	at := r.ThisUpdate.Add(window / 2)
 	if r.HTTP.HasMaxAge {
-		if fresh := now.Add(r.HTTP.MaxAge); fresh.After(at) {
+		if fresh := now.Add(max(r.HTTP.MaxAge, p.backoffMin())); fresh.Before(at) {
 			at = fresh
 		}
 	}
@@ -80,26 +86,25 @@ func (p Policy) RefreshAt(r *Response, now time.Time, rnd func() float64) time.T
 	return at
 }
 
-// Backoff returns when to retry after the failures-th consecutive failure (1 for the first): BackoffMin
-// doubling up to BackoffMax, never later than validUntil (the expiry of the response still held; zero when
-// none is held), spread by ±Jitter. With no valid response held (validUntil zero or past) the cap is
-// BackoffUnstapled instead. A responder's Retry-After (zero when absent) postpones the retry, but not past
-// validUntil.
+// Backoff returns when to retry after the failures-th consecutive failure (1 for the first). With a valid
+// response held (validUntil, its expiry, after now) the delay is BackoffMin doubling up to BackoffMax, and
+// never more than a quarter of the time that response has left (nor less than BackoffUnstapledMin), so the
+// retries come closer as its expiry nears; with none held (validUntil zero or past) it is BackoffUnstapledMin doubling up to BackoffUnstapled.
+// Either is spread by ±Jitter. A responder's Retry-After (zero when absent) postpones the retry, but not
+// past that quarter of what the held response has left.
 func (p Policy) Backoff(failures int, now, validUntil time.Time, retryAfter time.Duration, rnd func() float64) time.Time {
-	limit := p.backoffMax()
-	if !validUntil.After(now) {
-		limit = p.backoffUnstapled()
+	first, limit := p.backoffMin(), p.backoffMax()
+	held := validUntil.After(now)
+	if !held {
+		first, limit = p.backoffUnstapledMin(), p.backoffUnstapled()
 	}
-	d := min(p.backoffMin(), limit)
+	d := min(first, limit)
 	for i := 1; i < failures && d < limit; i++ {
 		d *= 2
 	}
-	d = p.spread(min(d, limit), rnd)
-	d = max(d, retryAfter)
-	if !validUntil.IsZero() {
-		if left := validUntil.Sub(now); left > 0 && d > left {
-			d = left
-		}
+	d = max(p.spread(min(d, limit), rnd), retryAfter)
+	if held { // closer as the expiry nears, but not closer than the first delay with nothing held
+		d = min(d, max(validUntil.Sub(now)/4, p.backoffUnstapledMin()))
 	}
 	return now.Add(max(d, 0))
 }
