@@ -48,7 +48,7 @@ DESCRIPTION
 
 CONFIGURATION
     data_dir, listen, log_level, log_format, metrics_listen, responder_listen, max_connections,
-    handshake_timeout, drain_timeout, session_ttl, sessions ("tickets": sealed in the ticket under keys kept
+    handshake_timeout (10s), drain_timeout, session_ttl, sessions ("tickets": sealed in the ticket under keys kept
     in the cache, the default; "store": Node's newSession/resumeSession, the session kept in the cache or,
     in a fleet, in etcd), lab_responder_url, and the tables:
 

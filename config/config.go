@@ -23,7 +23,7 @@ var ErrConfig = errors.New("config: bad configuration")
 const (
 	DefaultDataDir          = "./staple-data"
 	DefaultListen           = "127.0.0.1:8443"
-	DefaultHandshakeTimeout = 120 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultDrainTimeout     = 30 * time.Second
 	DefaultSweep            = "@every 30s"
 	DefaultPerHost          = 4
@@ -59,7 +59,8 @@ type Config struct {
 	ResponderListen string `toml:"responder_listen"`
 	// MaxConnections closes connections over the limit at once (Node's maxConnections). 0 = no limit.
 	MaxConnections int `toml:"max_connections"`
-	// HandshakeTimeout bounds a TLS handshake. Default 120 s, as Node.
+	// HandshakeTimeout bounds a TLS handshake. Default 10 s: a client that stalls its handshake (slowloris)
+	// holds a connection slot no longer. (tlsserver, as Node, defaults to 120 s.)
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
 	// DrainTimeout bounds the wait for live connections at shutdown. Default 30 s.
 	DrainTimeout Duration `toml:"drain_timeout"`

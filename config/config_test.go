@@ -66,7 +66,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.DataDir != DefaultDataDir || c.Listen != DefaultListen || c.Fetch.Sweep != DefaultSweep ||
-		c.Fetch.PerHost != 4 || c.Fetch.Concurrency != 16 || c.HandshakeTimeout.Duration != 120*time.Second ||
+		c.Fetch.PerHost != 4 || c.Fetch.Concurrency != 16 || c.HandshakeTimeout.Duration != 10*time.Second ||
 		c.SessionTTL.Duration != 300*time.Second || c.Fetch.MaxResponseBytes != 64<<10 {
 		t.Errorf("defaults: %+v", c)
 	}
