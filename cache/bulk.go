@@ -21,7 +21,7 @@ const bulkTxSize = 5000
 
 // PutEntries stores many certificates and responses in few transactions, one commit per bulkTxSize
 // entries instead of one per record: for importing a cache and for filling one in benchmarks. As with
-// PutResponse, a response older than the stored one is kept out (the stored one stays); that is not an error.
+// PutResponse, a response older than the stored one (by ocspwire.Stamp) is kept out (the stored one stays); that is not an error.
 // On failure the entries of the transactions already committed stay stored.
 func (s *Store) PutEntries(es []Entry) error {
 	for _, e := range es {
@@ -50,10 +50,8 @@ func (s *Store) PutEntries(es []Entry) error {
 				if e.Response == nil {
 					continue
 				}
-				if old := resps.Get(k); old != nil {
-					if prev, err := DecodeResponse(old); err == nil && prev.ThisUpdate.After(e.Response.ThisUpdate) {
-						continue
-					}
+				if old := resps.Get(k); old != nil && older(e.Key, old, *e.Response) != nil {
+					continue
 				}
 				if err := resps.Put(k, encodeResponse(*e.Response)); err != nil {
 					return err
@@ -93,7 +91,7 @@ func (s *Store) RemoveAll(keys []certs.Key) error {
 
 // PutFetched stores what one fetch produced, the response and the attempt for the history, in one
 // transaction (one commit, one fsync, where PutResponse and AddAttempt take two). As with PutResponse, a
-// response older than the stored one is kept out and the error wraps ErrOlder; the attempt is stored all the
+// response older than the stored one (by ocspwire.Stamp) is kept out and the error wraps ErrOlder; the attempt is stored all the
 // same. Concurrent calls are committed together (bbolt's Batch: a write waits up to 10 ms for others to join
 // its transaction), so a sweep pays one commit per group of responses rather than one per response;
 // PutFetched returns once its write is committed.
@@ -102,17 +100,14 @@ func (s *Store) PutFetched(key certs.Key, r Response, a Attempt) error {
 		return fmt.Errorf("%w (%s)", err, key)
 	}
 	k, v := EncodeKey(key), encodeResponse(r)
-	var older error
+	var refused error
 	err := s.batch(func(tx *bolt.Tx) error {
-		older = nil
+		refused = nil
 		b := tx.Bucket(bucketResponses)
 		if old := b.Get(k); old != nil {
-			if prev, err := DecodeResponse(old); err == nil && prev.ThisUpdate.After(r.ThisUpdate) {
-				older = fmt.Errorf("%w: %s: stored thisUpdate %s, new %s", ErrOlder, key,
-					prev.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"), r.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"))
-			}
+			refused = older(key, old, r)
 		}
-		if older == nil {
+		if refused == nil {
 			if err := b.Put(k, v); err != nil {
 				return err
 			}
@@ -122,5 +117,5 @@ func (s *Store) PutFetched(key certs.Key, r Response, a Attempt) error {
 	if err != nil {
 		return err
 	}
-	return older
+	return refused
 }

@@ -1,8 +1,10 @@
 package cache
 
 import (
+	"fmt"
 	"time"
 
+	"staple/certs"
 	"staple/ocspwire"
 )
 
@@ -38,6 +40,21 @@ type Response struct {
 
 // ValidAt reports whether the response may be stapled at now.
 func (r Response) ValidAt(now time.Time) bool { return now.Before(r.Expires) }
+
+// Stamp is what orders r against another answer about its certificate.
+func (r Response) Stamp() ocspwire.Stamp {
+	return ocspwire.Stamp{ThisUpdate: r.ThisUpdate, Status: r.Status}
+}
+
+// older says, wrapping ErrOlder, why r may not replace the stored record old; nil when it may (or when old
+// does not decode, which r then replaces).
+func older(key certs.Key, old []byte, r Response) error {
+	prev, err := DecodeResponse(old)
+	if err != nil || !r.Stamp().Before(prev.Stamp()) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: stored %s, new %s", ErrOlder, key, prev.Stamp(), r.Stamp())
+}
 
 // Cert is a watched certificate: what the stapler needs to fetch its status after a restart.
 type Cert struct {

@@ -8,7 +8,7 @@ import (
 	"staple/certs"
 )
 
-// PutResponse stores r as the response of key, unless the stored one has a later ThisUpdate (ErrOlder): a
+// PutResponse stores r as the response of key, unless the stored one is newer (ErrOlder; ocspwire.Stamp orders them): a
 // cache never goes back in time.
 func (s *Store) PutResponse(key certs.Key, r Response) error {
 	if err := checkResponse(r); err != nil {
@@ -18,9 +18,8 @@ func (s *Store) PutResponse(key certs.Key, r Response) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketResponses)
 		if old := b.Get(k); old != nil {
-			if prev, err := DecodeResponse(old); err == nil && prev.ThisUpdate.After(r.ThisUpdate) {
-				return fmt.Errorf("%w: %s: stored thisUpdate %s, new %s", ErrOlder, key,
-					prev.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"), r.ThisUpdate.UTC().Format("2006-01-02T15:04:05Z"))
+			if err := older(key, old, r); err != nil {
+				return err
 			}
 		}
 		return b.Put(k, v)

@@ -328,6 +328,15 @@ func TestResponses(t *testing.T) {
 	if err := s.PutResponse(key, newer); err != nil {
 		t.Errorf("PutResponse of a newer response: %v", err)
 	}
+	// At one thisUpdate, a revocation is the newer news and a good answer the older.
+	revoked := testResponse(t0.Add(time.Hour), 21)
+	revoked.Status = ocspwire.Revoked
+	if err := s.PutResponse(key, revoked); err != nil {
+		t.Errorf("PutResponse of a revocation stamped as the good answer held: %v", err)
+	}
+	if err := s.PutResponse(key, newer); !errors.Is(err, ErrOlder) {
+		t.Errorf("PutResponse of a good answer stamped as the revocation held: %v, want ErrOlder", err)
+	}
 	if err := s.PutResponse(key, Response{}); err == nil {
 		t.Error("PutResponse accepted an empty response")
 	}

@@ -15,7 +15,7 @@ import (
 //
 //	P certs/<key>        cache certificate record       watched certificates, written by the node that watches
 //	P responses/<key>    cache response record          the newest verified response of each certificate
-//	P thisupdate/<key>   thisUpdate, RFC 3339 in UTC     compared in the write transaction of responses/<key>
+//	P thisupdate/<key>   ocspwire.Stamp.Key             compared in the write transaction of responses/<key>
 //	P history/<key>      cache history record           the last fetch attempts, whichever node made them
 //	P sessions/<id>      cache session record           TLS sessions, each key under a lease that ends it
 //	P ticket_keys        cache ticket keys record       current and previous session ticket keys
@@ -24,7 +24,8 @@ import (
 //
 // <key> is the hex of cache.EncodeKey (128 characters: issuer hash, then the zero-padded serial), so keys
 // sort by issuer then serial as in the bbolt file; <id> is the hex of the session ID. thisupdate/<key> is
-// fixed-width ("2006-01-02T15:04:05.000000000Z"), so that etcd's byte comparison orders it as time.
+// fixed-width (thisUpdate to the nanosecond, then the status's rank), so that etcd's byte comparison orders
+// it as ocspwire.Stamp.Before does.
 type keyspace struct{ p string }
 
 const (
@@ -80,6 +81,3 @@ func (k keyspace) parse(dir, etcdKey string) (certs.Key, error) {
 	}
 	return cache.DecodeKey(b)
 }
-
-// stampLayout is the fixed-width form of thisUpdate compared in etcd.
-const stampLayout = "2006-01-02T15:04:05.000000000Z"

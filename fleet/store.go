@@ -52,8 +52,9 @@ func (s *Store) Path() string { return s.desc }
 // ReadOnly reports false: the fleet's store is always written through etcd.
 func (s *Store) ReadOnly() bool { return false }
 
-// PutResponse stores r as the response of key only if the stored one has an older thisUpdate, compared in
-// the write's transaction: a response whose thisUpdate equals the stored one is not written again (nil), and
+// PutResponse stores r as the response of key only if the stored one is older (by ocspwire.Stamp: thisUpdate,
+// then status), compared in the write's transaction: a response whose stamp equals the stored one is not
+// written again (nil), and
 // one older than the stored one is refused with ErrStale (which wraps cache.ErrOlder). The same transaction
 // requires the certificate of key to be stored, else ErrNoCert: a fetch that ends after a node or an operator
 // removed the certificate leaves no response behind for the other nodes to take up.
@@ -62,12 +63,12 @@ func (s *Store) PutResponse(key certs.Key, r cache.Response) error {
 	if err != nil {
 		return fmt.Errorf("fleet: %s: %w", key, err)
 	}
-	stamp := r.ThisUpdate.UTC().Format(stampLayout)
+	stamp := r.Stamp().Key()
 	ck, rk, tk := s.keys.cert(key), s.keys.response(key), s.keys.thisUpdate(key)
 	put := []clientv3.Op{clientv3.OpPut(rk, string(rec)), clientv3.OpPut(tk, stamp)}
 	resp, err := call(s.ctx, s.cli, s.timeout, func(ctx context.Context) (*clientv3.TxnResponse, error) {
 		// The outer comparison requires the certificate; the middle one catches a first write (a missing key
-		// compares false on its value); the inner one writes only over an older thisUpdate, and otherwise
+		// compares false on its value); the inner one writes only over an older stamp, and otherwise
 		// reads the stored one to tell why not.
 		return s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(ck), ">", 0)).
@@ -103,7 +104,7 @@ func (s *Store) PutResponse(key certs.Key, r cache.Response) error {
 	if len(kvs) == 1 {
 		stored = string(kvs[0].Value)
 	}
-	return fmt.Errorf("%w: %s: stored thisUpdate %s, offered %s", ErrStale, key, stored, stamp)
+	return fmt.Errorf("%w: %s: stored %s, offered %s", ErrStale, key, stored, stamp)
 }
 
 // Response returns the stored response of key, or an error wrapping cache.ErrNotFound.

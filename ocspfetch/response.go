@@ -64,6 +64,11 @@ type HTTPInfo struct {
 	Date         time.Time // the responder's Date header
 }
 
+// Stamp is what orders r against another answer about its certificate.
+func (r *Response) Stamp() ocspwire.Stamp {
+	return ocspwire.Stamp{ThisUpdate: r.ThisUpdate, Status: r.Status}
+}
+
 // Expiry returns the instant from which the response must no longer be stapled: NextUpdate, or ThisUpdate plus
 // ttl when the response has no NextUpdate.
 func (r *Response) Expiry(ttl time.Duration) time.Time {

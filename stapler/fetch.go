@@ -143,9 +143,8 @@ func (s *Stapler) acceptable(e *entry, resp *ocspfetch.Response, now time.Time) 
 	switch expires := resp.Expiry(s.cfg.Policy.TTL()); {
 	case !now.Before(expires):
 		return fmt.Errorf("stapler: %s: %w (at %s)", e.key, ocspfetch.ErrExpired, expires.UTC().Format(time.RFC3339))
-	case e.resp != nil && resp.ThisUpdate.Before(e.resp.ThisUpdate):
-		return fmt.Errorf("%w: %s: thisUpdate %s, held %s", ErrOlderResponse, e.key,
-			resp.ThisUpdate.UTC().Format(time.RFC3339), e.resp.ThisUpdate.UTC().Format(time.RFC3339))
+	case e.resp != nil && resp.Stamp().Before(e.resp.Stamp()):
+		return fmt.Errorf("%w: %s: %s, held %s", ErrOlderResponse, e.key, resp.Stamp(), e.resp.Stamp())
 	}
 	return nil
 }

@@ -113,10 +113,9 @@ func (s *Stapler) Offer(key certs.Key, r cache.Response) error {
 	if e != nil && e.resp != nil {
 		held := e.resp
 		switch {
-		case r.ThisUpdate.Before(held.ThisUpdate):
+		case r.Stamp().Before(held.Stamp()):
 			s.mu.Unlock()
-			return fmt.Errorf("%w: %s: thisUpdate %s, held %s", ErrOlderResponse, key,
-				r.ThisUpdate.UTC().Format(time.RFC3339), held.ThisUpdate.UTC().Format(time.RFC3339))
+			return fmt.Errorf("%w: %s: %s, held %s", ErrOlderResponse, key, r.Stamp(), held.Stamp())
 		case r.ThisUpdate.Equal(held.ThisUpdate) && bytes.Equal(r.Raw, held.Raw):
 			e.dirty = false // it is at rest: it came back from the store
 			s.mu.Unlock()
