@@ -44,6 +44,11 @@ var _ Target = (*stapler.Stapler)(nil)
 //
 // A Watcher is safe for concurrent use; Run it once.
 type Watcher struct {
+	// Near, when set, is the node's near cache (NearStore.Near): what the target takes from the fleet's store
+	// is copied into it, and what the target forgets is removed from it, so that a restart, even while etcd
+	// is away, staples what the node stapled. Set it before Run.
+	Near *cache.Store
+
 	store  *Store
 	target Target
 	log    zerolog.Logger
@@ -159,6 +164,7 @@ func (w *Watcher) offer(key certs.Key, v []byte, err error) {
 		err = w.target.Offer(key, r)
 		if err == nil {
 			w.offered.Add(1)
+			w.keepNear(key, func() error { return w.Near.PutResponse(key, r) })
 			return
 		}
 		// An older or expired response is no news: the node holds better, or it is of no use.
@@ -181,6 +187,22 @@ func (w *Watcher) adopt(key certs.Key, v []byte, err error) {
 		return
 	}
 	w.adopted.Add(1)
+	w.keepNear(key, func() error {
+		if _, err := w.Near.Cert(key); !errors.Is(err, cache.ErrNotFound) {
+			return err // held already (or unreadable: the next write tells)
+		}
+		return w.Near.PutCert(key, c)
+	})
+}
+
+// keepNear applies write to the near cache, when there is one.
+func (w *Watcher) keepNear(key certs.Key, write func() error) {
+	if w.Near == nil {
+		return
+	}
+	if err := write(); err != nil && !errors.Is(err, cache.ErrOlder) {
+		w.log.Warn().Err(err).Str("key", key.String()).Msg("near cache not written")
+	}
 }
 
 func (w *Watcher) withdraw(key certs.Key) {
@@ -194,6 +216,7 @@ func (w *Watcher) withdraw(key certs.Key) {
 		w.log.Info().Str("key", key.String()).Msg("certificate removed from the fleet's store and served here: written back")
 	default:
 		w.withdrawn.Add(1)
+		w.keepNear(key, func() error { return w.Near.Remove(key) })
 		w.log.Info().Str("key", key.String()).Msg("certificate removed from the fleet's store: forgotten")
 	}
 }

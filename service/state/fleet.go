@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +25,16 @@ type node struct {
 	name     string // this node's, in the election and its claims
 	tickets  *fleet.TicketKeys
 	sessions *fleet.Sessions // nil unless sessions = "store"
+	settled  atomic.Bool     // the election knows a leader, or has given up waiting for one
+}
+
+// role is the stapler's Role: Follower until the election has settled, so that a node starting with no
+// leader in sight yet does not fetch for itself what the leader is about to fetch; the election's after.
+func (n *node) role() stapler.Role {
+	if !n.settled.Load() {
+		return stapler.Follower
+	}
+	return n.elector.Role()
 }
 
 // join connects to the fleet's etcd, without waiting for it: a node staples from memory while etcd is away.
@@ -46,9 +57,11 @@ func join(cfg *config.Config, now func() time.Time, log zerolog.Logger) (*node, 
 	return n, nil
 }
 
-// Elect runs, in a fleet, the election, telling st when the node's role changes, and waits, before st
-// starts, until the election knows a leader or two lease TTLs have passed: otherwise every node would start
-// as one with no leader in sight and fetch for itself. Outside a fleet it does nothing.
+// Elect runs, in a fleet, the election, telling st when the node's role changes. Until the election knows
+// a leader, or two lease TTLs have passed, the node is a follower: it staples what it holds (the near cache,
+// then what the other nodes store) and fetches nothing of its own accord, so that nodes starting together do
+// not each fetch for themselves. Outside a fleet it does nothing. It does not wait: st starts and staples at
+// once.
 func (s *State) Elect(ctx context.Context, run Run, st *stapler.Stapler, log zerolog.Logger) {
 	n := s.fleet
 	if n == nil {
@@ -59,13 +72,19 @@ func (s *State) Elect(ctx context.Context, run Run, st *stapler.Stapler, log zer
 		log.Info().Str("role", r.String()).Str("leader", n.elector.Leader()).Msg("fleet role")
 	}
 	run("fleet-election", func() error { return n.elector.Run(ctx) })
-	t := time.NewTimer(2 * n.elector.TTL())
-	defer t.Stop()
-	select {
-	case <-n.elector.Settled():
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	run("fleet-settle", func() error {
+		t := time.NewTimer(2 * n.elector.TTL())
+		defer t.Stop()
+		select {
+		case <-n.elector.Settled():
+		case <-t.C:
+		case <-ctx.Done():
+			return nil
+		}
+		n.settled.Store(true)
+		st.RoleChanged()
+		return nil
+	})
 }
 
 // Follow runs, in a fleet and once st has started, the watch that offers st what other nodes store, and the
@@ -76,6 +95,7 @@ func (s *State) Follow(ctx context.Context, run Run, st *stapler.Stapler) {
 		return
 	}
 	watcher := fleet.NewWatcher(n.cli, n.cfg, st)
+	watcher.Near = s.store
 	run("fleet-watch", func() error { return watcher.Run(ctx) })
 	claims := fleet.NewClaims(n.cli, n.cfg, n.name, st.Watched, func() bool { return n.elector.Role() == stapler.Leader })
 	run("fleet-claims", func() error { return claims.Run(ctx) })

@@ -16,6 +16,7 @@ import (
 	"staple/cache"
 	"staple/certs"
 	"staple/config"
+	"staple/fleet"
 	"staple/stapler"
 	"staple/tlsserver"
 )
@@ -35,26 +36,29 @@ type Run func(name string, loop func() error)
 
 // Open opens the cache file of cfg's data directory (moving a corrupt one aside when reset is set), or
 // joins the fleet of cfg's [fleet] table. now is the clock (nil: time.Now).
+// In a fleet the cache file is the node's near cache: its own copy of what it staples, which it reads at
+// start, so that it staples at once whether etcd answers or not (fleet.NearStore).
 func Open(cfg *config.Config, reset bool, now func() time.Time, log zerolog.Logger) (*State, error) {
-	if cfg.Fleet.Enabled() {
-		n, err := join(cfg, now, log)
-		if err != nil {
-			return nil, err
-		}
-		return &State{fleet: n, Storage: n.store, Path: fmt.Sprintf("etcd %v %s", n.cfg.Endpoints, n.store.Path())}, nil
-	}
 	st, err := openCache(filepath.Join(cfg.DataDir, config.DatabaseName), reset, now, log)
 	if err != nil {
 		return nil, err
 	}
-	return &State{store: st, Storage: st, Path: st.Path()}, nil
+	if !cfg.Fleet.Enabled() {
+		return &State{store: st, Storage: st, Path: st.Path()}, nil
+	}
+	n, err := join(cfg, now, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	near := &fleet.NearStore{Fleet: n.store, Near: st, Log: log.With().Str("component", "fleet").Logger()}
+	return &State{store: st, fleet: n, Storage: near, Path: near.Path()}, nil
 }
 
-// Close releases the cache file, or the fleet's etcd client.
+// Close releases the cache file, and the fleet's etcd client.
 func (s *State) Close() {
 	if s.fleet != nil {
 		s.fleet.cli.Close()
-		return
 	}
 	s.store.Close()
 }
@@ -62,12 +66,13 @@ func (s *State) Close() {
 // Fleet reports whether the state is a fleet's.
 func (s *State) Fleet() bool { return s.fleet != nil }
 
-// Role is the stapler's Role: the election's in a fleet, nil (Solo) otherwise.
+// Role is the stapler's Role: the election's in a fleet (Follower until the election has settled, see
+// Elect), nil (Solo) otherwise.
 func (s *State) Role() func() stapler.Role {
 	if s.fleet == nil {
 		return nil
 	}
-	return s.fleet.elector.Role
+	return s.fleet.role
 }
 
 // ServedBy names the nodes of the fleet that serve a certificate; nil outside a fleet.
@@ -83,11 +88,19 @@ func (s *State) ServedBy() func(certs.Key) ([]string, error) {
 // leader rotates them).
 func (s *State) KeepSessions(ctx context.Context, cfg *config.Config, srv *tlsserver.Server, now func() time.Time, run Run, log zerolog.Logger) {
 	if n := s.fleet; n != nil {
-		srv.TicketKeyStore = n.tickets
+		near := ticketKeyStore{s.store}
+		srv.TicketKeyStore = fleetTicketKeys{fleet: n.tickets, near: near}
 		if n.sessions != nil {
 			srv.NewSession, srv.ResumeSession = n.sessions.NewSession, n.sessions.ResumeSession
 		}
-		run("fleet-tickets", func() error { return n.tickets.Watch(ctx, srv.UseTicketKeys) })
+		run("fleet-tickets", func() error {
+			return n.tickets.Watch(ctx, func(k tlsserver.TicketKeys) error {
+				if err := near.SaveTicketKeys(k); err != nil {
+					log.Warn().Err(err).Msg("the fleet's ticket keys not kept in the near cache")
+				}
+				return srv.UseTicketKeys(k)
+			})
+		})
 		return
 	}
 	srv.TicketKeyStore = ticketKeyStore{s.store}
@@ -155,4 +168,23 @@ func (t ticketKeyStore) LoadTicketKeys() (tlsserver.TicketKeys, error) {
 
 func (t ticketKeyStore) SaveTicketKeys(k tlsserver.TicketKeys) error {
 	return t.st.PutTicketKeys(cache.TicketKeys{Current: k.Current, Previous: k.Previous, Rotated: k.Created})
+}
+
+// fleetTicketKeys are a fleet node's ticket keys: the fleet's, shared through etcd, as the node last kept
+// them in its near cache, so that it serves at once at start, resuming the fleet's tickets, whether etcd
+// answers or not (the watch then brings the fleet's current keys). A node that has kept none asks the fleet.
+type fleetTicketKeys struct {
+	fleet tlsserver.TicketKeyStore
+	near  ticketKeyStore
+}
+
+func (k fleetTicketKeys) LoadTicketKeys() (tlsserver.TicketKeys, error) {
+	if kept, err := k.near.LoadTicketKeys(); err == nil && kept.Current != nil {
+		return kept, nil
+	}
+	return k.fleet.LoadTicketKeys()
+}
+
+func (k fleetTicketKeys) SaveTicketKeys(keys tlsserver.TicketKeys) error {
+	return errors.Join(k.near.SaveTicketKeys(keys), k.fleet.SaveTicketKeys(keys))
 }
