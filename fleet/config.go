@@ -22,7 +22,8 @@ import (
 
 // Errors of the fleet.
 var (
-	// ErrStale: the store holds a response newer (by ocspwire.Stamp: thisUpdate, then status) than the one offered, which was not written.
+	// ErrStale: the store holds a response newer (by ocspwire.Stamp: thisUpdate, then status) than the one
+	// offered, which was not written.
 	// It wraps cache.ErrOlder, which the stapler treats as "at rest".
 	ErrStale = fmt.Errorf("fleet: the store holds a newer response: %w", cache.ErrOlder)
 	// ErrUnavailable: etcd cannot be reached now (the client's connection is failing); the call was not made.

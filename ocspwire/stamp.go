@@ -6,21 +6,22 @@ import (
 )
 
 // Stamp is what orders two answers about one certificate: the later ThisUpdate is the newer answer, and at
-// the same ThisUpdate a revoked answer outranks an unknown one, which outranks a good one. Responders stamp
+// the same ThisUpdate a revoked answer outranks a good one, which outranks an unknown one. Responders stamp
 // ThisUpdate to the second (openssl ocsp uses the time of the request), so a revocation can carry the very
-// stamp of the good answer given just before it; ranking by status keeps such a revocation from being taken
-// for old news and dropped.
+// stamp of the good answer given just before it, and a good answer that of the unknown one given before the
+// certificate reached the responder's index; ranking by status, in the order a certificate's life can take,
+// keeps the later answer from being taken for old news and dropped.
 type Stamp struct {
 	ThisUpdate time.Time
 	Status     Status
 }
 
-// rank orders statuses at one ThisUpdate: good, then unknown, then revoked.
+// rank orders statuses at one ThisUpdate: unknown, then good, then revoked.
 func (s Status) rank() int {
 	switch s {
 	case Revoked:
 		return 2
-	case Unknown:
+	case Good:
 		return 1
 	}
 	return 0

@@ -10,8 +10,8 @@ func TestStampOrder(t *testing.T) {
 	// In order, oldest first: Before and Key must agree on every pair.
 	stamps := []Stamp{
 		{t0.Add(-time.Second), Revoked},
-		{t0, Good},
 		{t0, Unknown},
+		{t0, Good},
 		{t0, Revoked},
 		{t0.Add(time.Nanosecond), Good},
 		{t0.Add(time.Second), Good},
