@@ -66,14 +66,14 @@ func (f *fakeBackend) Refresh(_ context.Context, ref *certs.KeyRef) ([]Entry, er
 	return []Entry{d.Entry}, err
 }
 
-func (f *fakeBackend) Remove(_ context.Context, ref certs.KeyRef) error {
+func (f *fakeBackend) Remove(_ context.Context, ref certs.KeyRef) ([]Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d, err := f.find(ref)
 	if err == nil {
 		f.removed = append(f.removed, d.Key)
 	}
-	return err
+	return nil, err
 }
 
 func (f *fakeBackend) Import(_ context.Context, req ImportRequest) (Entry, error) {
@@ -154,7 +154,7 @@ func TestClientServerRoundTrip(t *testing.T) {
 	if es, err := c.Refresh(ctx, nil); err != nil || len(es) != 2 {
 		t.Errorf("Refresh all = %v, %v", es, err)
 	}
-	if err := c.Remove(ctx, ref); err != nil || len(b.removed) != 1 {
+	if es, err := c.Remove(ctx, ref); err != nil || len(es) != 0 || len(b.removed) != 1 {
 		t.Errorf("Remove: %v, removed %v", err, b.removed)
 	}
 	if _, err := c.Import(ctx, ImportRequest{}); !errors.Is(err, ErrBadInput) {

@@ -62,8 +62,14 @@ func (c *Client) Refresh(ctx context.Context, ref *certs.KeyRef) ([]Entry, error
 	if ref != nil {
 		path = "/v1/entries/" + ref.String() + "/refresh"
 	}
+	return c.fetched(ctx, "POST", path)
+}
+
+// fetched makes a request that answers with the entries after their fetches, which come with the error
+// when a fetch failed.
+func (c *Client) fetched(ctx context.Context, method, path string) ([]Entry, error) {
 	var es []Entry
-	err := c.do(ctx, "POST", path, nil, &es)
+	err := c.do(ctx, method, path, nil, &es)
 	var re *RemoteError
 	if errors.As(err, &re) {
 		es = re.Entries
@@ -71,8 +77,8 @@ func (c *Client) Refresh(ctx context.Context, ref *certs.KeyRef) ([]Entry, error
 	return es, err
 }
 
-func (c *Client) Remove(ctx context.Context, ref certs.KeyRef) error {
-	return c.do(ctx, "DELETE", "/v1/entries/"+ref.String(), nil, nil)
+func (c *Client) Remove(ctx context.Context, ref certs.KeyRef) ([]Entry, error) {
+	return c.fetched(ctx, "DELETE", "/v1/entries/"+ref.String())
 }
 
 func (c *Client) Import(ctx context.Context, req ImportRequest) (Entry, error) {

@@ -97,15 +97,22 @@ func (e *Engine) Refresh(ctx context.Context, ref *certs.KeyRef) ([]Entry, error
 	return out, err
 }
 
-func (e *Engine) Remove(_ context.Context, ref certs.KeyRef) error {
+func (e *Engine) Remove(ctx context.Context, ref certs.KeyRef) ([]Entry, error) {
 	if e.ReadOnly {
-		return ErrReadOnly
+		return nil, ErrReadOnly
 	}
 	key, err := e.lookup(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.translate(e.Stapler.Remove(key), ref)
+	in, err := e.Stapler.Remove(ctx, key)
+	if !in.Watched {
+		return nil, e.translate(err, ref)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", key, err)
+	}
+	return []Entry{EntryOf(in, e.now())}, err
 }
 
 // Import verifies the response against the certificate given, at now, and hands it to the engine, which

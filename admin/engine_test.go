@@ -93,7 +93,7 @@ func TestEngineOverTheStore(t *testing.T) {
 	if err != nil || d.Status != "revoked" || d.Reason != "keyCompromise" || len(d.DER) == 0 || len(d.Leaf) == 0 || len(d.Issuer) == 0 {
 		t.Errorf("Entry = %+v, %v", d.Entry, err)
 	}
-	if err := ro.Remove(ctx, ref); !errors.Is(err, ErrReadOnly) {
+	if _, err := ro.Remove(ctx, ref); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("Remove on a read-only store: %v", err)
 	}
 	if _, err := ro.Import(ctx, ImportRequest{}); !errors.Is(err, ErrReadOnly) {

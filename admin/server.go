@@ -97,13 +97,20 @@ func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
 		ref = &k
 	}
 	es, err := h.b.Refresh(r.Context(), ref)
+	h.replyFetched(w, es, err)
+}
+
+// replyFetched replies with the entries after their fetches; when some failed, the entries go with the
+// error (502), as a command without a service prints them.
+func (h *handler) replyFetched(w http.ResponseWriter, es []Entry, err error) {
 	if err != nil && es != nil {
-		// Some fetches failed: the entries after the refresh go with the error, as a refresh without a
-		// service prints them.
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadGateway)
 		json.NewEncoder(w).Encode(apiError{Error: err.Error(), Entries: es})
 		return
+	}
+	if es == nil {
+		es = []Entry{}
 	}
 	h.reply(w, es, err)
 }
@@ -113,7 +120,8 @@ func (h *handler) remove(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	h.reply(w, struct{}{}, h.b.Remove(r.Context(), ref))
+	es, err := h.b.Remove(r.Context(), ref)
+	h.replyFetched(w, es, err)
 }
 
 func (h *handler) importResponse(w http.ResponseWriter, r *http.Request) {

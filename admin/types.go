@@ -111,7 +111,10 @@ type Backend interface {
 	// Refresh fetches now: the entry ref selects, or every watched entry when ref is nil. It returns the
 	// entries refreshed, after the fetches completed.
 	Refresh(ctx context.Context, ref *certs.KeyRef) ([]Entry, error)
-	Remove(ctx context.Context, ref certs.KeyRef) error
+	// Remove forgets the entry ref selects and returns no entry; an entry that a site of the running service
+	// serves keeps its certificate, has its response and history dropped and a fresh response fetched at
+	// once, and is returned after that fetch (with its error, as Refresh).
+	Remove(ctx context.Context, ref certs.KeyRef) ([]Entry, error)
 	Import(ctx context.Context, req ImportRequest) (Entry, error)
 	Stats(ctx context.Context) (Stats, error)
 }

@@ -45,7 +45,9 @@ DESCRIPTION
              HAProxy's "set ssl ocsp-response" (echo "set ssl ocsp-response $(staple cache export K
              --format base64)" | socat stdio /run/haproxy.sock)
     import   verify a response obtained elsewhere (an air-gapped site) and store it
-    rm       forget a certificate and its response (in a fleet, a node that serves it writes it back)
+    rm       forget a certificate, its response and its history; one that the running service serves
+             keeps its certificate and has a fresh response fetched at once (in a fleet, the other
+             nodes that serve it write it back)
     refresh  fetch now: one certificate, or every watched one
 
 EXIT STATUS
@@ -319,10 +321,20 @@ func cacheRm(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.b.Remove(ctx, *s.ref); err != nil {
-		return err
+	es, err := s.b.Remove(ctx, *s.ref)
+	if len(es) == 0 {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "removed %s\n", d.Key)
+		return nil
 	}
-	fmt.Fprintf(env.Stdout, "removed %s\n", d.Key)
+	// A site of the running service serves it: it keeps the certificate and has fetched a fresh response.
+	fmt.Fprintf(env.Stdout, "removed the response of %s; the running service serves it, so it fetched a fresh one:\n", d.Key)
+	writeEntryTable(env.Stdout, es)
+	if err != nil {
+		return fmt.Errorf("rm: the fresh fetch failed: %w", err)
+	}
 	return nil
 }
 

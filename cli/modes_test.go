@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/ocsp"
 
 	"staple/cache"
 	"staple/certs"
@@ -28,35 +30,47 @@ func TestCacheCommandsBothModes(t *testing.T) {
 		name  string
 		args  []string
 		fault testpki.Fault // how the responder answers during the command
+		setup []string      // a command run first, in the same mode
 	}{
-		{"ls", []string{"cache", "ls"}, 0},
-		{"ls json", []string{"cache", "ls", "--json"}, 0},
-		{"show by key", []string{"cache", "show", "{keyA}"}, 0},
-		{"show by certificate file", []string{"cache", "show", "{certB}", "--json"}, 0},
-		{"show by a short key", []string{"cache", "show", "{shortB}"}, 0},
-		{"show, no such key", []string{"cache", "show", "00:1"}, 0},
-		{"show, not a key", []string{"cache", "show", "nonsense"}, 0},
-		{"export base64", []string{"cache", "export", "{keyA}", "--format", "base64"}, 0},
-		{"export to a file", []string{"cache", "export", "{certA}", "--out", "{dir}/a.ocsp"}, 0},
-		{"export, no such key", []string{"cache", "export", "00:1", "--format", "base64"}, 0},
-		{"import", []string{"cache", "import", "{respC}", "--cert", "{certC}"}, 0},
-		{"import, older than held", []string{"cache", "import", "{olderA}", "--cert", "{certA}"}, 0},
-		{"import, another certificate's", []string{"cache", "import", "{respC}", "--cert", "{certA}"}, 0},
-		{"import, not a response", []string{"cache", "import", "{certA}", "--cert", "{certA}"}, 0},
-		{"import, no --cert", []string{"cache", "import", "{respC}"}, 0},
-		{"rm", []string{"cache", "rm", "{keyB}"}, 0},
-		{"rm, no such key", []string{"cache", "rm", "00:1"}, 0},
-		{"refresh one", []string{"cache", "refresh", "{keyA}"}, 0},
-		{"refresh all", []string{"cache", "refresh", "--json"}, 0},
-		{"refresh, responder fails", []string{"cache", "refresh", "{keyB}"}, testpki.Fault500},
-		{"refresh all, responder refuses", []string{"cache", "refresh"}, testpki.FaultUnauthorized},
-		{"refresh, no such key", []string{"cache", "refresh", "00:1"}, 0},
+		{"ls", []string{"cache", "ls"}, 0, nil},
+		{"ls json", []string{"cache", "ls", "--json"}, 0, nil},
+		{"show by key", []string{"cache", "show", "{keyA}"}, 0, nil},
+		{"show by certificate file", []string{"cache", "show", "{certB}", "--json"}, 0, nil},
+		{"show by a short key", []string{"cache", "show", "{shortB}"}, 0, nil},
+		{"show, no such key", []string{"cache", "show", "00:1"}, 0, nil},
+		{"show, not a key", []string{"cache", "show", "nonsense"}, 0, nil},
+		{"export base64", []string{"cache", "export", "{keyA}", "--format", "base64"}, 0, nil},
+		{"export to a file", []string{"cache", "export", "{certA}", "--out", "{dir}/a.ocsp"}, 0, nil},
+		{"export, no such key", []string{"cache", "export", "00:1", "--format", "base64"}, 0, nil},
+		{"import", []string{"cache", "import", "{respC}", "--cert", "{certC}"}, 0, nil},
+		{"import, older than held", []string{"cache", "import", "{olderA}", "--cert", "{certA}"}, 0, nil},
+		{"import, another certificate's", []string{"cache", "import", "{respC}", "--cert", "{certA}"}, 0, nil},
+		{"import, not a response", []string{"cache", "import", "{certA}", "--cert", "{certA}"}, 0, nil},
+		{"import, no --cert", []string{"cache", "import", "{respC}"}, 0, nil},
+		// A running service serves every certificate it holds but those imported since it started
+		// (TestCacheRmServed covers rm of a served one).
+		{"rm", []string{"cache", "rm", "{keyC}"}, 0, []string{"cache", "import", "{respC}", "--cert", "{certC}"}},
+		{"rm, no such key", []string{"cache", "rm", "00:1"}, 0, nil},
+		{"refresh one", []string{"cache", "refresh", "{keyA}"}, 0, nil},
+		{"refresh all", []string{"cache", "refresh", "--json"}, 0, nil},
+		{"refresh, responder fails", []string{"cache", "refresh", "{keyB}"}, testpki.Fault500, nil},
+		{"refresh all, responder refuses", []string{"cache", "refresh"}, testpki.FaultUnauthorized, nil},
+		{"refresh, no such key", []string{"cache", "refresh", "00:1"}, 0, nil},
+	}
+	// What some messages must say, in both modes.
+	wantMsg := map[string]string{
+		"import, older than held": "the one held was produced at 2025-12-31T23:00:00Z (thisUpdate 2025-12-31T23:00:00Z good), " +
+			"this one at 2025-12-31T21:00:00Z (thisUpdate 2025-12-31T21:00:00Z good)",
+		"refresh, responder fails": "answered HTTP 500",
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			offline := p.runMode(t, dir, tc.args, tc.fault, false)
-			live := p.runMode(t, dir, tc.args, tc.fault, true)
+			offline := p.runMode(t, dir, tc.setup, tc.args, tc.fault, false)
+			live := p.runMode(t, dir, tc.setup, tc.args, tc.fault, true)
+			if w := wantMsg[tc.name]; w != "" && (!strings.Contains(offline.msg, w) || offline.code == 0) {
+				t.Errorf("message %q (exit %d), want one saying %q", offline.msg, offline.code, w)
+			}
 			if offline.out != live.out {
 				t.Errorf("output differs\n--- no service\n%s\n--- through the service\n%s", offline.out, live.out)
 			}
@@ -73,6 +87,49 @@ func TestCacheCommandsBothModes(t *testing.T) {
 	}
 }
 
+// TestCacheRmServed: `cache rm` of a certificate a running service serves does not stop its stapling. The
+// service drops the response and its history, keeps the certificate, fetches a fresh response at once and
+// staples it; the command says so. With no service running, rm forgets the certificate (the service fetches
+// it afresh when it starts and its site watches it again).
+func TestCacheRmServed(t *testing.T) {
+	p := newModesPKI(t)
+	dir := t.TempDir()
+	p.now = p.now.Add(time.Minute) // the fresh response differs from the one the fixture imported
+	var stapled []byte
+	var dialErr error
+	p.whileServing = func() {
+		c, err := tls.Dial("tcp", p.tlsAddr, &tls.Config{ServerName: "a.modes.test", InsecureSkipVerify: true})
+		if err != nil {
+			dialErr = err
+			return
+		}
+		stapled = c.ConnectionState().OCSPResponse
+		c.Close()
+	}
+	live := p.runMode(t, dir, nil, []string{"cache", "rm", "{keyA}"}, 0, true)
+	p.whileServing = nil
+	keyA := certs.NewKey(p.ca.Cert, p.a.Cert).String()
+	if live.code != 0 || !strings.HasPrefix(live.out, "removed the response of "+keyA+"; the running service serves it") ||
+		!strings.Contains(live.out, " good ") {
+		t.Errorf("rm through the service: exit %d %q\n%s", live.code, live.msg, live.out)
+	}
+	if dialErr != nil || stapled == nil {
+		t.Fatalf("after rm, the service staples nothing for the site: %v", dialErr)
+	}
+	// (x/crypto/ocsp does not verify Ed25519: the service verified it, and the fetch's thisUpdate tells.)
+	if r, err := ocsp.ParseResponse(stapled, nil); err != nil || !r.ThisUpdate.Equal(p.now) {
+		t.Errorf("after rm, the staple is not the fresh response: %v", err)
+	}
+	if !strings.Contains(live.state, "cert "+keyA) || strings.Count(live.state, "history "+keyA) != 1 ||
+		!strings.Contains(live.state, "response "+keyA) {
+		t.Errorf("after rm through the service, the cache lacks A's certificate, fresh response or history:\n%s", live.state)
+	}
+	offline := p.runMode(t, dir, nil, []string{"cache", "rm", "{keyA}"}, 0, false)
+	if offline.code != 0 || offline.out != "removed "+keyA+"\n" || strings.Contains(offline.state, keyA) {
+		t.Errorf("rm with no service: exit %d %q, state:\n%s", offline.code, offline.out, offline.state)
+	}
+}
+
 // modesPKI is what both modes share: an Ed25519 CA (its signatures are deterministic, so both modes fetch
 // the same bytes), its responder on a fixed clock, and the certificates of the fixture.
 type modesPKI struct {
@@ -80,8 +137,11 @@ type modesPKI struct {
 	responder *testpki.Responder
 	a, b, c   *testpki.Leaf
 	now       time.Time
-	// stopServing stops the service serve started, and waits for it.
+	// stopServing stops the service serve started, and waits for it; tlsAddr is where it serves TLS.
 	stopServing func()
+	tlsAddr     string
+	// whileServing, when set, runs after the command and before the service stops.
+	whileServing func()
 }
 
 func newModesPKI(t *testing.T) *modesPKI {
@@ -105,7 +165,7 @@ type modeResult struct {
 // runMode makes the fixture in dir (a cache holding A and B as a service left them, their certificate files,
 // and C's certificate and response), runs args through a service when live, else with none, and returns
 // what the command printed and what the cache holds afterwards.
-func (p *modesPKI) runMode(t *testing.T, dir string, args []string, fault testpki.Fault, live bool) modeResult {
+func (p *modesPKI) runMode(t *testing.T, dir string, setup, args []string, fault testpki.Fault, live bool) modeResult {
 	t.Helper()
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
@@ -150,17 +210,28 @@ func (p *modesPKI) runMode(t *testing.T, dir string, args []string, fault testpk
 		p.responder.Fail(fault)
 		defer p.responder.Fail(testpki.FaultNone)
 	}
+	expand := func(args []string) []string {
+		expanded := []string{}
+		for _, a := range append(args, "--data-dir", data) {
+			for k, v := range files {
+				a = strings.ReplaceAll(a, k, v)
+			}
+			expanded = append(expanded, a)
+		}
+		return expanded
+	}
+	if setup != nil {
+		if err := runEnv(env, expand(setup)...); err != nil {
+			t.Fatalf("%v: %v", setup, err)
+		}
+	}
 	var out, errOut bytes.Buffer
 	env.Stdout, env.Stderr = &out, &errOut
-	expanded := []string{}
-	for _, a := range append(args, "--data-dir", data) {
-		for k, v := range files {
-			a = strings.ReplaceAll(a, k, v)
-		}
-		expanded = append(expanded, a)
-	}
-	err = Run(context.Background(), env, expanded)
+	err = Run(context.Background(), env, expand(args))
 	r := modeResult{out: out.String() + errOut.String(), code: ExitCode(err), msg: Message(err)}
+	if live && p.whileServing != nil {
+		p.whileServing()
+	}
 	if live {
 		// The service's engine writes what it holds when it stops; the state is read after that.
 		p.stopServing()
@@ -185,7 +256,7 @@ func (p *modesPKI) serve(t *testing.T, dir, data string, files map[string]string
 	go func() {
 		done <- service.Run(ctx, cfg, service.Options{Version: "test", Log: zerolog.New(zerolog.NewTestWriter(t)),
 			Now: func() time.Time { return p.now }, Rand: func() float64 { return 0.5 },
-			Started: func(service.Addrs) { close(started) }})
+			Started: func(a service.Addrs) { p.tlsAddr = a.TLS; close(started) }})
 	}()
 	select {
 	case <-started:

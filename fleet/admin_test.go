@@ -62,7 +62,7 @@ func TestCacheCommandsOnTheFleetStore(t *testing.T) {
 		t.Errorf("Stats = %+v, %v", st, err)
 	}
 	ref, _ := certs.ParseKey(entry.Key)
-	if err := b.Remove(ctx, ref); err != nil {
+	if _, err := b.Remove(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the node writes back the certificate it serves", func() bool {

@@ -144,9 +144,15 @@ func (s *Stapler) acceptable(e *entry, resp *ocspfetch.Response, now time.Time) 
 	case !now.Before(expires):
 		return fmt.Errorf("stapler: %s: %w (at %s)", e.key, ocspfetch.ErrExpired, expires.UTC().Format(time.RFC3339))
 	case e.resp != nil && resp.Stamp().Before(e.resp.Stamp()):
-		return fmt.Errorf("%w: %s: %s, held %s", ErrOlderResponse, e.key, resp.Stamp(), e.resp.Stamp())
+		return errOlder(e.key, resp.Stamp(), resp.ProducedAt, e.resp.Stamp(), e.resp.ProducedAt)
 	}
 	return nil
+}
+
+// errOlder is ErrOlderResponse for key, saying what both responses are: the one held is newer.
+func errOlder(key certs.Key, got ocspwire.Stamp, gotProduced time.Time, held ocspwire.Stamp, heldProduced time.Time) error {
+	return fmt.Errorf("%w: %s: the one held was produced at %s (thisUpdate %s), this one at %s (thisUpdate %s)",
+		ErrOlderResponse, key, heldProduced.UTC().Format(time.RFC3339), held, gotProduced.UTC().Format(time.RFC3339), got)
 }
 
 func (s *Stapler) failLocked(e *entry, err error, now time.Time, out *outcome) {

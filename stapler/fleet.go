@@ -115,7 +115,7 @@ func (s *Stapler) Offer(key certs.Key, r cache.Response) error {
 		switch {
 		case r.Stamp().Before(held.Stamp()):
 			s.mu.Unlock()
-			return fmt.Errorf("%w: %s: %s, held %s", ErrOlderResponse, key, r.Stamp(), held.Stamp())
+			return errOlder(key, r.Stamp(), r.ProducedAt, held.Stamp(), held.ProducedAt)
 		case r.ThisUpdate.Equal(held.ThisUpdate) && bytes.Equal(r.Raw, held.Raw):
 			e.dirty = false // it is at rest: it came back from the store
 			s.mu.Unlock()

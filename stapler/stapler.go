@@ -50,8 +50,9 @@ var (
 	// ErrNotFound and ErrAmbiguous: Lookup found no certificate, or several, for the key an operator gave.
 	ErrNotFound  = errors.New("stapler: no certificate matches")
 	ErrAmbiguous = errors.New("stapler: the key matches several certificates; give more of the issuer hash")
-	// ErrOlderResponse: the responder sent a response older (by thisUpdate) than the one held, which is kept.
-	ErrOlderResponse = errors.New("stapler: response is older than the one held")
+	// ErrOlderResponse: a response (fetched, offered or imported) is older, by ocspwire.Stamp, than the one
+	// held, which is kept.
+	ErrOlderResponse = errors.New("stapler: the response held is newer")
 	// ErrClosed: the stapler was closed.
 	ErrClosed = errors.New("stapler: closed")
 	// ErrNoCertificate: an entry restored from storage whose certificate record is missing or unreadable, so

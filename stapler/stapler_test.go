@@ -503,8 +503,32 @@ func TestRefreshAndRemove(t *testing.T) {
 		if len(entries) != 1 || entries[0].Key != key || !entries[0].Watched || entries[0].State != "idle" {
 			t.Errorf("Entries: %+v", entries)
 		}
-		if err := s.Remove(key); err != nil {
+		// Watched (a site serves it), it is not forgotten: its response and history go and a fresh response is
+		// fetched at once.
+		time.Sleep(time.Hour)
+		held, removed := s.Staple(key), time.Now()
+		info, err = s.Remove(context.Background(), key)
+		if err != nil || !info.Watched || !info.Stapled || bytes.Equal(info.Raw, held) || info.ThisUpdate.Before(removed) {
+			t.Fatalf("Remove of a watched certificate: %v, %+v", err, info)
+		}
+		if n := len(fake.log()); n != 3 {
+			t.Errorf("%d fetches, want 3", n)
+		}
+		if h, err := store.History(key); err != nil || len(h) != 1 {
+			t.Errorf("stored history after Remove and its fetch: %d attempts (%v), want 1", len(h), err)
+		}
+		if r, err := store.Response(key); err != nil || !bytes.Equal(r.Raw, info.Raw) {
+			t.Errorf("stored response after Remove is not the fresh one: %v", err)
+		}
+		if _, err := store.Cert(key); err != nil {
+			t.Errorf("the certificate of a watched entry left storage: %v", err)
+		}
+		// Unwatched, it goes.
+		if err := s.Unwatch(key); err != nil {
 			t.Fatal(err)
+		}
+		if info, err := s.Remove(context.Background(), key); err != nil || info.Watched || info.Key != key {
+			t.Errorf("Remove of a forgotten certificate: %v, %+v", err, info)
 		}
 		if s.Staple(key) != nil || len(s.Entries()) != 0 {
 			t.Error("still stapled or listed after Remove")

@@ -1,6 +1,7 @@
 package stapler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -100,20 +101,54 @@ func (s *Stapler) Unwatch(key certs.Key) error {
 	return nil
 }
 
-// Remove forgets key whatever its references: it is no longer fetched or stapled, and its certificate,
-// response and history are removed from storage.
-func (s *Stapler) Remove(key certs.Key) error {
+// Remove forgets key: it is no longer fetched or stapled, and its certificate, response and history are
+// removed from storage; the Info returned has only its Key. A certificate that a Watch references (a site
+// of a running service serves it) is not forgotten, since the site goes on serving it: its response and
+// history go, from memory and storage, and a fresh response is fetched at once, even by a fleet's follower.
+// Remove waits for that fetch (or ctx) and returns the entry after it, Watched, with the fetch's error.
+func (s *Stapler) Remove(ctx context.Context, key certs.Key) (Info, error) {
 	s.mu.Lock()
 	e := s.entries[key]
-	if e != nil {
-		s.dropLocked(e)
+	if e == nil || e.refs == 0 {
+		if e != nil {
+			s.dropLocked(e)
+		}
+		s.index.Delete(key)
+		s.mu.Unlock()
+		if e == nil && s.cfg.Storage == nil {
+			return Info{}, fmt.Errorf("%w: %s", ErrNotWatched, key)
+		}
+		return Info{Key: key}, s.removeStored(key)
 	}
+	e.resp, e.dirty, e.expiredSeen = nil, false, false
+	e.history, e.failures, e.lastErr, e.lastTry, e.attempted = nil, 0, nil, time.Time{}, false
 	s.index.Delete(key)
-	s.mu.Unlock()
-	if e == nil && s.cfg.Storage == nil {
-		return fmt.Errorf("%w: %s", ErrNotWatched, key)
+	var err error
+	if s.cfg.Storage != nil {
+		// Storage is cleared before the fetch starts, so that the removal cannot delete its response. The
+		// certificate goes back at once: a fleet's store takes no response without it.
+		hold := e.state == idle
+		if hold {
+			e.state = persisting
+		}
+		c := e.certRecord(s.now())
+		s.mu.Unlock()
+		err = s.removeStored(key)
+		if perr := s.cfg.Storage.PutCert(key, c); perr != nil {
+			err = errors.Join(err, fmt.Errorf("stapler: %s: certificate not stored again: %w", key, perr))
+		}
+		s.mu.Lock()
+		if hold {
+			s.releaseLocked(e, s.now())
+		}
+		e.certDirty = err != nil
 	}
-	return s.removeStored(key)
+	s.mu.Unlock()
+	info, ferr := s.Refresh(ctx, key)
+	if err != nil {
+		return info, err
+	}
+	return info, ferr
 }
 
 // RemoveAll is Remove for many keys at once: one pass over the index, and one storage transaction per few
