@@ -97,15 +97,17 @@ func (f *front) use(next *siteSet) error {
 }
 
 // drain stops accepting and lets connections finish until ctx ends, then cuts what is left. It reports
-// whether every connection ended in time.
+// whether every connection ended in time. Both servers are waited for: a connection handed to the HTTP side
+// has left the TLS server's count, but its request may still be in flight.
 func (f *front) drain(ctx context.Context) bool {
-	f.tls.Close(nil)
-	go f.http.Shutdown(ctx) // closes idle keep-alive connections, waits for requests in flight
-	err := f.tls.Shutdown(ctx)
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- f.http.Shutdown(ctx) }() // closes idle keep-alive connections, waits for requests in flight
+	tlsErr := f.tls.Shutdown(ctx)                    // stops accepting, waits for handshakes and TCP relays
+	httpErr := <-httpDone
 	f.forwardCancel()
 	f.http.Close()
 	f.httpLn.Close()
-	return err == nil || errors.Is(err, tlsserver.ErrNotListening)
+	return (tlsErr == nil || errors.Is(tlsErr, tlsserver.ErrNotListening)) && httpErr == nil
 }
 
 // ocspRequest is the TLS server's OCSPRequest hook: the staple from memory, no I/O. The site is found by the
