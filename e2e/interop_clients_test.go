@@ -142,7 +142,6 @@ type client struct {
 	check func(t *testing.T, w *servedWorld, l *interopLab, version uint16, want int)
 }
 
-var versionNames = map[uint16]string{tls.VersionTLS12: "TLS 1.2", tls.VersionTLS13: "TLS 1.3"}
 
 func statusWord(s int) string {
 	if s == ocsp.Revoked {
