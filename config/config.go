@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
+	"staple/atomicfile"
 	"staple/stapler"
 	"strings"
 	"time"
@@ -207,9 +207,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
 
+// maxFileSize bounds the configuration file Load reads.
+const maxFileSize = 1 << 20
+
 // Load reads and checks a configuration file. Relative paths in it are relative to its directory.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := atomicfile.Read(path, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

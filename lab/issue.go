@@ -218,7 +218,7 @@ func (l *Lab) SerialOf(certFile string) (*big.Int, error) {
 func (l *Lab) Entries() ([]Entry, error) { return l.readIndex() }
 
 func (l *Lab) readIndex() ([]Entry, error) {
-	data, err := os.ReadFile(l.Path(IndexFile))
+	data, err := atomicfile.Read(l.Path(IndexFile), maxIndexFile)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}

@@ -280,7 +280,7 @@ func writeKey(path string, k crypto.Signer) error {
 // Open opens the lab in dir: its certificates, keys and lab.json.
 func Open(dir string) (*Lab, error) {
 	l := &Lab{Dir: dir}
-	data, err := os.ReadFile(l.Path(ConfigFile))
+	data, err := atomicfile.Read(l.Path(ConfigFile), maxSmallFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v (make one with 'staple lab init %s')", ErrNotLab, dir, err, dir)
 	}
@@ -338,7 +338,7 @@ func loadCert(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error
 
 // readSerial reads the serial file as openssl ca does: hex digits on the first line.
 func readSerial(path string) (*big.Int, error) {
-	data, err := os.ReadFile(path)
+	data, err := atomicfile.Read(path, maxSmallFile)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
@@ -416,6 +416,13 @@ noCheck                = ignored
 authorityKeyIdentifier = keyid
 `, dir, DefaultLeafDays, l.ResponderURL)
 }
+
+// Bounds of what the lab reads: lab.json and serial hold a line or two; index.txt a row per certificate
+// issued (about 100 bytes), so a million certificates.
+const (
+	maxSmallFile = 64 << 10
+	maxIndexFile = 128 << 20
+)
 
 // ErrLocked is returned when another process holds the lab's lock for longer than the lock timeout.
 var ErrLocked = errors.New("lab: the lab is locked by another process")
