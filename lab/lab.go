@@ -418,10 +418,10 @@ authorityKeyIdentifier = keyid
 }
 
 // Bounds of what the lab reads: lab.json and serial hold a line or two; index.txt a row per certificate
-// issued (about 100 bytes), so a million certificates.
+// issued (about 100 bytes), so some 300,000 certificates.
 const (
 	maxSmallFile = 64 << 10
-	maxIndexFile = 128 << 20
+	maxIndexFile = 32 << 20
 )
 
 // ErrLocked is returned when another process holds the lab's lock for longer than the lock timeout.
