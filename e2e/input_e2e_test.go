@@ -342,3 +342,55 @@ func TestDrainOutlivesStopGrace(t *testing.T) {
 		})
 	}
 }
+
+// TestLabChangesAtOnce: staple processes changing one lab at once. Of several lab init of one directory,
+// one makes the lab and every other exits 1 with one line saying it exists; the CA key matches its
+// certificate (openssl's view of both public keys); issues and revokes at once then all land in index.txt.
+func TestLabChangesAtOnce(t *testing.T) {
+	harness.RequireTool(t, "openssl")
+	dir := filepath.Join(t.TempDir(), "lab")
+	const n = 4
+	var ps []*proc
+	for range n {
+		ps = append(ps, startProc(t, nil, "lab", "init", dir))
+	}
+	made := 0
+	for _, p := range ps {
+		switch code, stderr := p.wait(t, harness.Timeout); code {
+		case 0:
+			made++
+		case 1:
+			oneLine(t, "the losing lab init", stderr, "already exists", dir)
+		default:
+			t.Errorf("lab init: exit %d: %s", code, stderr)
+		}
+	}
+	if made != 1 {
+		t.Fatalf("%d lab init made the lab, want 1", made)
+	}
+	pub := func(args ...string) string {
+		out, err := exec.Command("openssl", args...).Output()
+		if err != nil {
+			t.Fatalf("openssl %v: %v", args, err)
+		}
+		return string(out)
+	}
+	if pub("x509", "-noout", "-pubkey", "-in", filepath.Join(dir, "ca.pem")) != pub("pkey", "-pubout", "-in", filepath.Join(dir, "ca.key")) {
+		t.Fatal("the CA key does not match the CA certificate")
+	}
+
+	ps = ps[:0]
+	for i := range n {
+		ps = append(ps, startProc(t, nil, "lab", "issue", dir, "c"+strconv.Itoa(i)+".test"))
+	}
+	ps = append(ps, startProc(t, nil, "lab", "revoke", dir, "1000"))
+	for _, p := range ps {
+		if code, stderr := p.wait(t, harness.Timeout); code != 0 {
+			t.Errorf("%v: exit %d: %s", p.cmd.Args[1:], code, stderr)
+		}
+	}
+	var rows []struct{ Status, Serial string }
+	if err := json.Unmarshal([]byte(mustStaple(t, "lab", "ls", dir, "--json")), &rows); err != nil || len(rows) != n+1 || rows[0].Status != "revoked" {
+		t.Errorf("lab ls after issues and a revoke at once: %v, %+v", err, rows)
+	}
+}
