@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"staple/atomicfile"
+	"staple/ocspfetch"
 	"staple/stapler"
 	"strings"
 	"time"
@@ -380,12 +381,13 @@ func (c *Config) Check() error {
 		return c.Errorf("fetch", "per_host, concurrency and max_response_bytes must not be negative")
 	}
 	for from, to := range c.Fetch.Overrides {
+		key := "fetch.overrides." + ocspfetch.RedactURL(from)
 		if err := checkHTTPURL(from); err != nil {
-			return c.Errorf("fetch.overrides."+from, "%v", err)
+			return c.Errorf(key, "%v", err)
 		}
 		if to != "" {
 			if err := checkHTTPURL(to); err != nil {
-				return c.Errorf("fetch.overrides."+from, "%v", err)
+				return c.Errorf(key, "%v", err)
 			}
 		}
 	}
@@ -507,7 +509,7 @@ func (c *Config) checkSchedule(key, spec string) error {
 func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http:// or https:// URL", s)
+		return fmt.Errorf("%q is not an http:// or https:// URL", ocspfetch.RedactURL(s))
 	}
 	return nil
 }

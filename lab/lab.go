@@ -18,6 +18,7 @@ import (
 
 	"staple/atomicfile"
 	"staple/certs"
+	"staple/ocspfetch"
 	"staple/ocspwire"
 )
 
@@ -162,8 +163,8 @@ func Init(dir string, opts InitOptions) (*Lab, error) {
 
 func checkResponderURL(s string) error {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%w: %q (want http://HOST[:PORT][/PATH])", ErrBadURL, s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%w: %q (want http://HOST[:PORT][/PATH], no credentials)", ErrBadURL, ocspfetch.RedactURL(s))
 	}
 	return nil
 }
