@@ -394,3 +394,30 @@ func TestLabChangesAtOnce(t *testing.T) {
 		t.Errorf("lab ls after issues and a revoke at once: %v, %+v", err, rows)
 	}
 }
+
+// TestReloadBlockedOnFIFODoesNotStopDrain: a SIGHUP whose new configuration names a FIFO that no one writes
+// blocks its reading; a SIGTERM then still drains and stops serve, exit 0, without the grace cutting it.
+func TestReloadBlockedOnFIFODoesNotStopDrain(t *testing.T) {
+	f := newLabFixture(t, "@every 1h")
+	srv := harness.Start(t, binary, "serve", "--config", f.Config)
+	srv.WaitLog("staple serving", harness.Timeout)
+	if err := os.Rename(f.Cert, f.Cert+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(f.Cert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv.Cmd.Process.Signal(syscall.SIGHUP)
+	srv.WaitLog("SIGHUP: reloading the configuration and the certificates", 10*time.Second)
+	time.Sleep(300 * time.Millisecond) // blocked in the open of the FIFO
+	srv.Cmd.Process.Signal(syscall.SIGTERM)
+	srv.WaitLog("reload given up: stopping while its files are still being read", 10*time.Second)
+	select {
+	case <-srv.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop within 10 s of SIGTERM during a blocked reload")
+	}
+	if err := srv.Err(); err != nil || strings.Contains(srv.Output(), "stopped before it finished") {
+		t.Errorf("serve after SIGTERM during a blocked reload: %v", err)
+	}
+}
