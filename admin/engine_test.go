@@ -115,3 +115,15 @@ func TestEngineOverTheStore(t *testing.T) {
 		t.Errorf("Stats = %+v, %v", st, err)
 	}
 }
+
+// TestEntryRedactsResponderURLs: a responder URL with user information and a token shows neither, in an
+// entry's URLs, its responder and its history.
+func TestEntryRedactsResponderURLs(t *testing.T) {
+	const raw, shown = "http://alice:s3cret@ocsp.test/?token=t0ken", "http://REDACTED@ocsp.test/?token=REDACTED"
+	in := stapler.Info{URLs: []string{raw}, Response: &cache.Response{URL: raw}, History: []cache.Attempt{{URL: raw}, {}}}
+	d := DetailOf(in, time.Now())
+	if len(d.URLs) != 1 || d.URLs[0] != shown || d.Responder != shown || d.History[0].URL != shown || d.History[1].URL != "" {
+		t.Errorf("URLs %q, responder %q, history %q and %q: want %q, and nothing for no URL",
+			d.URLs, d.Responder, d.History[0].URL, d.History[1].URL, shown)
+	}
+}

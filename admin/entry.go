@@ -4,22 +4,27 @@ import (
 	"time"
 
 	"staple/cache"
+	"staple/ocspfetch"
 	"staple/ocspwire"
 	"staple/stapler"
 )
 
-// EntryOf describes one of the engine's certificates as listings show it, at now.
+// EntryOf describes one of the engine's certificates as listings show it, at now. Responder URLs are
+// redacted (ocspfetch.RedactURL): listings, JSON, the API and the status page show no credentials.
 func EntryOf(in stapler.Info, now time.Time) Entry {
 	e := Entry{
-		Key: in.Key.String(), Names: in.Names, MustStaple: in.MustStaple, URLs: in.URLs, Status: "none",
+		Key: in.Key.String(), Names: in.Names, MustStaple: in.MustStaple, Status: "none",
 		Watched: in.Fetchable, NextRefresh: in.NextRefresh, Failures: in.Failures,
+	}
+	for _, u := range in.URLs {
+		e.URLs = append(e.URLs, ocspfetch.RedactURL(u))
 	}
 	if in.Fetchable && len(in.URLs) == 0 {
 		e.Status = "n/a"
 	}
 	if r := in.Response; r != nil {
 		e.ProducedAt, e.ThisUpdate, e.NextUpdate, e.Expires = r.ProducedAt, r.ThisUpdate, r.NextUpdate, r.Expires
-		e.Fetched, e.Responder = r.Fetched, r.URL
+		e.Fetched, e.Responder = r.Fetched, redactOptional(r.URL)
 		e.Status = "expired"
 		if r.ValidAt(now) {
 			e.Status = r.Status.String()
@@ -53,9 +58,17 @@ func DetailOf(in stapler.Info, now time.Time) Detail {
 }
 
 func attemptOf(a cache.Attempt) Attempt {
-	out := Attempt{Time: a.Time, Result: a.Reason, Error: a.Error, URL: a.URL, Latency: a.Latency}
+	out := Attempt{Time: a.Time, Result: a.Reason, Error: a.Error, URL: redactOptional(a.URL), Latency: a.Latency}
 	if a.OK() {
 		out.Status = a.Status.String()
 	}
 	return out
+}
+
+// redactOptional is ocspfetch.RedactURL, keeping "" for no URL.
+func redactOptional(u string) string {
+	if u == "" {
+		return ""
+	}
+	return ocspfetch.RedactURL(u)
 }

@@ -20,8 +20,10 @@ import (
 // SocketName is the admin socket's file name in the data directory.
 const SocketName = "admin.sock"
 
-// maxImportBody caps an import request: a response and a chain are a few KiB.
-const maxImportBody = 1 << 20
+// maxImportBody caps an import request: what 'staple cache import' reads with no service (a response of up
+// to 1 MiB, a chain and an issuer file of up to certs.MaxFileSize each), in base64 in JSON, so that the
+// command accepts the same files either way.
+const maxImportBody = (1<<20+2*certs.MaxFileSize)*4/3 + 64<<10
 
 // Handler returns the API over b:
 //

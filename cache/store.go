@@ -13,6 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"staple/atomicfile"
 )
 
 // Errors of the cache. Open, Reset and the Store methods wrap them with the path and what to do.
@@ -95,7 +97,10 @@ func Open(path string, o Options) (*Store, error) {
 		}
 		s.resetTo = to
 	}
-	if st, err := os.Stat(path); o.ReadOnly && err == nil && st.Size() == 0 {
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		// bbolt would block opening a FIFO, and map or lock what is no file.
+		return nil, fmt.Errorf("%w: %s is %s, not a cache file", atomicfile.ErrNotRegular, path, atomicfile.Kind(st.Mode()))
+	} else if o.ReadOnly && err == nil && st.Size() == 0 {
 		// bbolt would try to write a new database in it, through a descriptor opened for reading.
 		return nil, fmt.Errorf("cache: %s is empty (no staple has written it yet): %w", path, fs.ErrNotExist)
 	}

@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"staple/atomicfile"
 	"staple/certs"
 	"staple/ocspwire"
 )
@@ -636,4 +638,18 @@ func TestOpenReadOnlyEmptyFile(t *testing.T) {
 		t.Fatalf("read-write Open of an empty file: %v", err)
 	}
 	st.Close()
+}
+
+// TestOpenNotAFile: a FIFO where the cache file should be is refused at once, read-only or not, instead of
+// blocking in bbolt's open until something writes to it.
+func TestOpenNotAFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.db")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skip(err)
+	}
+	for _, ro := range []bool{true, false} {
+		if _, err := Open(path, Options{ReadOnly: ro}); !errors.Is(err, atomicfile.ErrNotRegular) {
+			t.Errorf("Open(a FIFO, ReadOnly %v): %v, want atomicfile.ErrNotRegular", ro, err)
+		}
+	}
 }

@@ -9,8 +9,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
+
+	"staple/atomicfile"
 )
 
 // Errors of the PEM and key loader.
@@ -25,12 +26,11 @@ var (
 	ErrKeyMismatch     = errors.New("certs: private key does not match the certificate")
 	ErrSeveralKeys     = errors.New("certs: more than one private key")
 	ErrAmbiguousLeaf   = errors.New("certs: cannot tell which certificate is the leaf")
-	ErrFileTooLarge    = errors.New("certs: file is too large to be a certificate bundle")
 	errTrailingGarbage = errors.New("certs: data after the last PEM block is not PEM")
 )
 
-// maxFileSize bounds what LoadFile reads: the largest public CA bundles are under 300 KiB.
-const maxFileSize = 8 << 20
+// MaxFileSize bounds what LoadFile reads: the largest public CA bundles are under 300 KiB.
+const MaxFileSize = 8 << 20
 
 // Bundle is what one PEM (or DER) file holds: certificates in file order and private keys.
 type Bundle struct {
@@ -39,19 +39,10 @@ type Bundle struct {
 	Keys  []crypto.Signer
 }
 
-// LoadFile reads and parses a PEM bundle (or a single DER certificate) from path.
+// LoadFile reads and parses a PEM bundle (or a single DER certificate) from path, a file or a stream
+// (atomicfile.Read) of at most MaxFileSize bytes.
 func LoadFile(path string) (*Bundle, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("certs: %w", err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("certs: %s is a directory, not a certificate file", path)
-	}
-	if st.Size() > maxFileSize {
-		return nil, fmt.Errorf("%w: %s is %d bytes", ErrFileTooLarge, path, st.Size())
-	}
-	data, err := os.ReadFile(path)
+	data, err := atomicfile.Read(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}

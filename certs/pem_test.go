@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"staple/atomicfile"
 )
 
 func pemBlock(typ string, der []byte, headers map[string]string) []byte {
@@ -104,15 +106,18 @@ func TestLoadFileErrors(t *testing.T) {
 	if _, err := LoadFile(filepath.Join(dir, "missing.pem")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v, want ErrNotExist", err)
 	}
-	if _, err := LoadFile(dir); err == nil || !strings.Contains(err.Error(), "directory") {
-		t.Errorf("directory: %v", err)
+	if _, err := LoadFile(dir); !errors.Is(err, atomicfile.ErrNotRegular) {
+		t.Errorf("directory: %v, want atomicfile.ErrNotRegular", err)
 	}
 	big := filepath.Join(dir, "big.pem")
-	if err := os.WriteFile(big, make([]byte, maxFileSize+1), 0o600); err != nil {
+	if err := os.WriteFile(big, make([]byte, MaxFileSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadFile(big); !errors.Is(err, ErrFileTooLarge) {
-		t.Errorf("oversize file: %v, want ErrFileTooLarge", err)
+	// A file, or a device without end, is read no further than the bound.
+	for _, path := range []string{big, "/dev/zero"} {
+		if _, err := LoadFile(path); !errors.Is(err, atomicfile.ErrTooLarge) {
+			t.Errorf("%s: %v, want atomicfile.ErrTooLarge", path, err)
+		}
 	}
 }
 

@@ -278,6 +278,9 @@ func isTerminal(w io.Writer) bool {
 	return ok && isatty.IsTerminal(f.Fd())
 }
 
+// maxImportDER bounds the response cache import reads: OCSP responses are a few KiB.
+const maxImportDER = 1 << 20
+
 func cacheImport(ctx context.Context, env Env, args []string) error {
 	c := newCacheArgs(env, "cache import", noRef)
 	certFile := c.fs.String("cert", "", "the certificate the response is for (PEM, may hold the chain); required")
@@ -287,16 +290,16 @@ func cacheImport(ctx context.Context, env Env, args []string) error {
 		if len(ops) != 1 || *certFile == "" {
 			return usageError("cache import: give one RESP.der and --cert CERT.pem")
 		}
-		if req.DER, err = readSmallFile(ops[0], 1<<20); err != nil {
-			return err
+		if req.DER, err = atomicfile.Read(ops[0], maxImportDER); err == nil {
+			req.Chain, err = atomicfile.Read(*certFile, certs.MaxFileSize)
 		}
-		if req.Chain, err = readSmallFile(*certFile, 8<<20); err != nil {
-			return err
+		if err == nil && *issuer != "" {
+			req.Issuer, err = atomicfile.Read(*issuer, certs.MaxFileSize)
 		}
-		if *issuer != "" {
-			req.Issuer, err = readSmallFile(*issuer, 8<<20)
+		if err != nil {
+			return fmt.Errorf("cache import: %w", err)
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return err
@@ -358,20 +361,4 @@ func cacheRefresh(ctx context.Context, env Env, args []string) error {
 		return fmt.Errorf("refresh: %w", err)
 	}
 	return nil
-}
-
-func readSmallFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return b, nil
 }

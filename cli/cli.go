@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 )
@@ -69,6 +70,10 @@ COMMANDS
 EXIT STATUS
     0 success (for status commands: good), 1 failure, 2 usage error, 3 revoked, 4 unknown.
 
+SIGNALS
+    SIGINT and SIGTERM end a command within 2 s (exit 1), even one waiting on a FIFO or a device given as
+    a file; serve and responder first drain (see their manuals). Files given are read with a bound.
+
 Run 'staple COMMAND -h' for the manual of one command.
 `
 
@@ -82,7 +87,14 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, mainUsage, b.String())
 }
 
-// Run runs the command named by args[0] with the rest of args.
+// stopGrace is how long a command may go on once its context has ended (SIGINT, SIGTERM) before Run returns
+// without it; a command that drains (serve, responder) adds its drain (see drains).
+const stopGrace = 2 * time.Second
+
+// Run runs the command named by args[0] with the rest of args. Once ctx ends (main's SIGINT or SIGTERM), the
+// command has stopGrace to return, more the drain it announced; past that Run returns without it, so that
+// main exits even while the command is blocked where no context reaches: opening a FIFO that has no writer
+// (to read a certificate) or no reader (to export a response).
 func Run(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 {
 		usage(env.Stderr)
@@ -98,13 +110,42 @@ func Run(ctx context.Context, env Env, args []string) error {
 	}
 	for _, c := range commands() {
 		if c.name == name {
-			return c.run(ctx, env, args[1:])
+			return runStoppable(ctx, c, env, args[1:])
 		}
 	}
 	if strings.HasPrefix(name, "-") {
 		return usageError("unknown flag %s before the command (run 'staple -h')", name)
 	}
 	return usageError("unknown command %q (run 'staple -h' for the list)", name)
+}
+
+// runStoppable runs c, and returns without it once ctx has ended for longer than its grace.
+func runStoppable(ctx context.Context, c command, env Env, args []string) error {
+	drain := new(atomic.Int64)
+	done := make(chan error, 1)
+	go func() { done <- c.run(context.WithValue(ctx, drainKey{}, drain), env, args) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(stopGrace + time.Duration(drain.Load()))
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-grace.C:
+		return fmt.Errorf("%s: %v: stopped before it finished", c.name, context.Cause(ctx))
+	}
+}
+
+type drainKey struct{}
+
+// drains tells Run that the command, once ctx ends, takes up to d to drain before it returns.
+func drains(ctx context.Context, d time.Duration) {
+	if p, ok := ctx.Value(drainKey{}).(*atomic.Int64); ok {
+		p.Store(int64(d))
+	}
 }
 
 // flagSet is a command's flags with its manual, printed (followed by the flag defaults) for -h.

@@ -198,7 +198,7 @@ func fetchOne(ctx context.Context, client *ocspfetch.Client, policy ocspfetch.Po
 			res.Revocation = ocspwire.ReasonName(r.RevocationReason)
 		}
 	}
-	res.Responder, res.Method = r.HTTP.URL, r.HTTP.Method
+	res.Responder, res.Method = ocspfetch.RedactURL(r.HTTP.URL), r.HTTP.Method
 	res.Signer, res.SignerKind = r.Signer.Subject.String(), "delegated"
 	if r.SignerIsIssuer {
 		res.SignerKind = "issuer"

@@ -88,7 +88,9 @@ SYNOPSIS
 DESCRIPTION
     Makes DIR (if missing) and in it a root CA (10 years), an issuing CA (5 years), a delegated OCSP signer
     (1 year, OCSPSigning, ocsp-nocheck, serial 1000), index.txt, serial, index.txt.attr, openssl.cnf, and the
-    certs and newcerts directories. A DIR that already holds a lab is left alone (exit 1).
+    certs and newcerts directories. A DIR that already holds a lab is left alone (exit 1); of two inits of
+    one DIR at once, one makes the lab and the other fails so. Every command that changes a lab (init,
+    issue, revoke) holds its lock, DIR/index.txt.lock, waiting up to 10 s for another to finish.
 
     --responder-url is the AIA OCSP URL of every certificate the lab issues; the default is the default
     listen address of 'staple responder'. Keys are ECDSA P-256 unless --key-type says rsa (2048) or ed25519.

@@ -138,6 +138,7 @@ func runResponder(ctx context.Context, env Env, args []string) error {
 		ev = ev.Str("faults", faultList(rules))
 	}
 	ev.Msg("listening")
+	drains(ctx, responder.DefaultShutdownTimeout)
 	return rs.Serve(ctx, ln)
 }
 

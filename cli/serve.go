@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"staple/config"
 	"staple/lab"
@@ -136,7 +137,9 @@ func runServe(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	log := service.NewLogger(env.Stderr, cfg.LogLevel, cfg.LogFormat)
-	opts := service.Options{Version: Version(env), Log: log, Banner: env.Stdout, ResetCache: f.resetCache, Now: env.Now}
+	opts := service.Options{Version: Version(env), Log: log, Banner: env.Stdout, ResetCache: f.resetCache, Now: env.Now,
+		// Once it listens, a signal starts the drain, which the engine's close (up to 10 s) follows.
+		Started: func(service.Addrs) { drains(ctx, cfg.DrainTimeout.Duration+10*time.Second) }}
 	load := f.load
 	if len(cfg.Sites) == 0 {
 		if load, err = embeddedLab(cfg, env, log, &opts, f.load); err != nil {

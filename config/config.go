@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
+	"staple/atomicfile"
+	"staple/ocspfetch"
 	"staple/stapler"
 	"strings"
 	"time"
@@ -207,9 +208,12 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
 
+// maxFileSize bounds the configuration file Load reads.
+const maxFileSize = 1 << 20
+
 // Load reads and checks a configuration file. Relative paths in it are relative to its directory.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := atomicfile.Read(path, maxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -377,12 +381,13 @@ func (c *Config) Check() error {
 		return c.Errorf("fetch", "per_host, concurrency and max_response_bytes must not be negative")
 	}
 	for from, to := range c.Fetch.Overrides {
+		key := "fetch.overrides." + ocspfetch.RedactURL(from)
 		if err := checkHTTPURL(from); err != nil {
-			return c.Errorf("fetch.overrides."+from, "%v", err)
+			return c.Errorf(key, "%v", err)
 		}
 		if to != "" {
 			if err := checkHTTPURL(to); err != nil {
-				return c.Errorf("fetch.overrides."+from, "%v", err)
+				return c.Errorf(key, "%v", err)
 			}
 		}
 	}
@@ -504,7 +509,7 @@ func (c *Config) checkSchedule(key, spec string) error {
 func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http:// or https:// URL", s)
+		return fmt.Errorf("%q is not an http:// or https:// URL", ocspfetch.RedactURL(s))
 	}
 	return nil
 }

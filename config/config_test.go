@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"staple/atomicfile"
 	"staple/stapler"
 	"strings"
 	"testing"
@@ -130,6 +131,10 @@ func TestLoadConfigMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if !errors.Is(err, ErrConfig) || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "nope.toml") {
 		t.Errorf("error = %v", err)
+	}
+	// A device without end is read no further than the bound.
+	if _, err := Load("/dev/zero"); !errors.Is(err, ErrConfig) || !errors.Is(err, atomicfile.ErrTooLarge) {
+		t.Errorf("Load(/dev/zero) = %v, want ErrConfig and atomicfile.ErrTooLarge", err)
 	}
 }
 

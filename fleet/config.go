@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 
 	"staple/cache"
+	"staple/certs"
 )
 
 // Errors of the fleet.
@@ -126,22 +126,28 @@ func (c Config) TLS() (*tls.Config, error) {
 		return nil, fmt.Errorf("%w: a client certificate needs both cert_file and key_file", ErrConfig)
 	}
 	if c.CertFile != "" {
-		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		chain, err := certs.LoadChain(c.CertFile, c.KeyFile, "")
+		var pair tls.Certificate
+		if err == nil {
+			pair, err = chain.TLSCertificate()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: client certificate: %w", ErrConfig, err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		b, err := certs.LoadFile(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
+		if len(b.Certs) == 0 {
 			return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrConfig, c.CAFile)
 		}
-		cfg.RootCAs = pool
+		cfg.RootCAs = x509.NewCertPool()
+		for _, ca := range b.Certs {
+			cfg.RootCAs.AddCert(ca)
+		}
 	}
 	return cfg, nil
 }

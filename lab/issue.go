@@ -47,6 +47,16 @@ var (
 // writes certs/NAME.pem (leaf then issuing CA, 0644) and certs/NAME.key (0600), and records it in index.txt
 // under the next serial of the serial file. An existing certs/NAME.pem is ErrExists.
 func (l *Lab) Issue(opts IssueOptions) (*Issued, error) {
+	unlock, err := l.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return l.issue(opts)
+}
+
+// issue is Issue with the lab's lock held.
+func (l *Lab) issue(opts IssueOptions) (*Issued, error) {
 	if len(opts.Names) == 0 {
 		return nil, fmt.Errorf("%w: at least one name is required", ErrBadName)
 	}
@@ -83,12 +93,6 @@ func (l *Lab) Issue(opts IssueOptions) (*Issued, error) {
 		return nil, err
 	}
 	certFile, keyFile := l.Path(CertsDir, base+".pem"), l.Path(CertsDir, base+".key")
-
-	unlock, err := lockFile(l.Path(LockFile), lockTimeout)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	if _, err := os.Lstat(certFile); err == nil {
 		return nil, fmt.Errorf("%w: %s (revoke it if you like, and issue under another name)", ErrExists, certFile)
 	}
@@ -167,7 +171,7 @@ func (l *Lab) Revoke(serial *big.Int, opts RevokeOptions) (Entry, error) {
 	if at.IsZero() {
 		at = l.now()
 	}
-	unlock, err := lockFile(l.Path(LockFile), lockTimeout)
+	unlock, err := l.lock()
 	if err != nil {
 		return Entry{}, err
 	}
@@ -218,7 +222,7 @@ func (l *Lab) SerialOf(certFile string) (*big.Int, error) {
 func (l *Lab) Entries() ([]Entry, error) { return l.readIndex() }
 
 func (l *Lab) readIndex() ([]Entry, error) {
-	data, err := os.ReadFile(l.Path(IndexFile))
+	data, err := atomicfile.Read(l.Path(IndexFile), maxIndexFile)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"staple/atomicfile"
 	"staple/certs"
+	"staple/ocspfetch"
 	"staple/ocspwire"
 )
 
@@ -58,8 +59,8 @@ var (
 	ErrBadURL         = errors.New("lab: bad responder URL")
 )
 
-// Lab is an open lab directory. Its methods that change index.txt and serial lock the lab first, so several
-// staple processes may use one lab at once; a Lab value itself is safe for concurrent use.
+// Lab is an open lab directory. Its methods that change the lab lock it first, so several staple processes
+// may use one lab at once; a Lab value itself is safe for concurrent use.
 type Lab struct {
 	Dir          string
 	Root, CA     *x509.Certificate
@@ -97,7 +98,8 @@ type InitOptions struct {
 	Now func() time.Time
 }
 
-// Init makes a lab in dir (created if missing; an existing lab there is ErrExists): a root CA (10 years), an
+// Init makes a lab in dir (created if missing; an existing lab there is ErrExists, also for the second of
+// two inits at once, which waits for the first under the lab's lock): a root CA (10 years), an
 // issuing CA (5 years, path length 0), a delegated OCSP signer (1 year, OCSPSigning, ocsp-nocheck, serial
 // 1000 in index.txt), the serial file, index.txt.attr, openssl.cnf for `openssl ca`, and the certs and
 // newcerts directories.
@@ -114,12 +116,21 @@ func Init(dir string, opts InitOptions) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Dir: dir, ResponderURL: respURL, KeyType: kt, Now: opts.Now}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	// Under the lab's lock: of two inits at once, the second finds the first's lab and leaves it alone.
+	unlock, err := l.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	for _, f := range []string{IndexFile, CAKeyFile, CACertFile, ConfigFile} {
 		if _, err := os.Lstat(l.Path(f)); err == nil {
 			return nil, fmt.Errorf("%w: %s has %s (remove it or choose another directory)", ErrExists, dir, f)
 		}
 	}
-	for _, d := range []string{dir, l.Path(CertsDir), l.Path(NewCertsDir)} {
+	for _, d := range []string{l.Path(CertsDir), l.Path(NewCertsDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("lab: %w", err)
 		}
@@ -152,8 +163,8 @@ func Init(dir string, opts InitOptions) (*Lab, error) {
 
 func checkResponderURL(s string) error {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%w: %q (want http://HOST[:PORT][/PATH])", ErrBadURL, s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%w: %q (want http://HOST[:PORT][/PATH], no credentials)", ErrBadURL, ocspfetch.RedactURL(s))
 	}
 	return nil
 }
@@ -280,7 +291,7 @@ func writeKey(path string, k crypto.Signer) error {
 // Open opens the lab in dir: its certificates, keys and lab.json.
 func Open(dir string) (*Lab, error) {
 	l := &Lab{Dir: dir}
-	data, err := os.ReadFile(l.Path(ConfigFile))
+	data, err := atomicfile.Read(l.Path(ConfigFile), maxSmallFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v (make one with 'staple lab init %s')", ErrNotLab, dir, err, dir)
 	}
@@ -338,7 +349,7 @@ func loadCert(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error
 
 // readSerial reads the serial file as openssl ca does: hex digits on the first line.
 func readSerial(path string) (*big.Int, error) {
-	data, err := os.ReadFile(path)
+	data, err := atomicfile.Read(path, maxSmallFile)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
@@ -417,11 +428,22 @@ authorityKeyIdentifier = keyid
 `, dir, DefaultLeafDays, l.ResponderURL)
 }
 
+// Bounds of what the lab reads: lab.json and serial hold a line or two; index.txt a row per certificate
+// issued (about 100 bytes), so some 300,000 certificates.
+const (
+	maxSmallFile = 64 << 10
+	maxIndexFile = 32 << 20
+)
+
 // ErrLocked is returned when another process holds the lab's lock for longer than the lock timeout.
 var ErrLocked = errors.New("lab: the lab is locked by another process")
 
-// lockTimeout bounds how long an issue or revoke waits for another staple process to finish its own.
+// lockTimeout bounds how long a change to the lab waits for another staple process to finish its own.
 const lockTimeout = 10 * time.Second
+
+// lock takes the lab's lock (LockFile), which every change to the lab holds: init, issue, revoke, and the
+// embedded lab's renewal of its certificate.
+func (l *Lab) lock() (unlock func(), err error) { return lockFile(l.Path(LockFile), lockTimeout) }
 
 // lockPoll is how often a waiting process tries the lock again.
 const lockPoll = 20 * time.Millisecond

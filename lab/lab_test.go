@@ -329,6 +329,42 @@ func TestConcurrentIssue(t *testing.T) {
 	}
 }
 
+// TestConcurrentInit: of several inits of one directory at once, one makes the lab and every other fails with
+// ErrExists, leaving it whole: its CA key matches its certificate (Open checks), and it issues.
+func TestConcurrentInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lab")
+	const n = 6
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := Init(dir, InitOptions{})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	made := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			made++
+		case !errors.Is(err, ErrExists):
+			t.Errorf("a losing init: %v, want ErrExists", err)
+		}
+	}
+	if made != 1 {
+		t.Errorf("%d inits made the lab, want 1", made)
+	}
+	l, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Issue(IssueOptions{Names: []string{"after.test"}}); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestKeyTypes(t *testing.T) {
 	for _, kt := range []KeyType{KeyECDSA, KeyRSA, KeyEd25519} {
 		t.Run(string(kt), func(t *testing.T) {

@@ -38,6 +38,8 @@ func OpenLocalhost(dir, responderURL string, now time.Time, log zerolog.Logger) 
 			l, err = Init(dir, InitOptions{ResponderURL: responderURL})
 			if err == nil {
 				log.Info().Str("lab", dir).Str("responder_url", l.ResponderURL).Msg("made the embedded lab CA")
+			} else if errors.Is(err, ErrExists) { // another staple made it meanwhile
+				l, err = Open(dir)
 			}
 		}
 	}
@@ -58,8 +60,14 @@ func OpenLocalhost(dir, responderURL string, now time.Time, log zerolog.Logger) 
 	return h, nil
 }
 
-// ensureLeaf issues the localhost certificate unless one valid for more than a day is there.
+// ensureLeaf issues the localhost certificate unless one valid for more than a day is there, under the lab's
+// lock: of two staples starting at once, the second finds the first's certificate.
 func (h *Localhost) ensureLeaf(now time.Time, log zerolog.Logger) error {
+	unlock, err := h.Lab.lock()
+	if err != nil {
+		return fmt.Errorf("lab: the embedded lab's certificate: %w", err)
+	}
+	defer unlock()
 	if chain, err := certs.LoadChain(h.CertFile, h.KeyFile, ""); err == nil {
 		if chain.Leaf.NotAfter.Sub(now) > 24*time.Hour {
 			return nil
@@ -73,7 +81,7 @@ func (h *Localhost) ensureLeaf(now time.Time, log zerolog.Logger) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("lab: the embedded lab's certificate: %w", err)
 	}
-	is, err := h.Lab.Issue(IssueOptions{Names: []string{LocalhostName, "127.0.0.1", "::1"}})
+	is, err := h.Lab.issue(IssueOptions{Names: []string{LocalhostName, "127.0.0.1", "::1"}})
 	if err != nil {
 		return fmt.Errorf("lab: issuing the embedded lab's certificate: %w", err)
 	}

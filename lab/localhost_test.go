@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,6 +70,39 @@ func TestOpenLocalhost(t *testing.T) {
 	}
 	if _, err := src.Response(context.Background(), &responder.Request{Request: ocspwire.Request{CertIDs: []ocspwire.CertID{id}}}); err != nil {
 		t.Errorf("the lab's responder does not answer for its localhost certificate: %v", err)
+	}
+}
+
+// TestOpenLocalhostConcurrent: staples starting at once on one data directory share the one lab and the
+// one localhost certificate that the first made.
+func TestOpenLocalhostConcurrent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lab")
+	const n = 4
+	got := make([]*Localhost, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			var err error
+			if got[i], err = OpenLocalhost(dir, "http://127.0.0.1:18889", time.Now(), zerolog.Nop()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	first, err := certs.LoadChain(got[0].CertFile, got[0].KeyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range got[1:] {
+		if !h.Lab.CA.Equal(got[0].Lab.CA) {
+			t.Error("two staples made two labs")
+		}
+	}
+	if entries, _ := got[0].Lab.Entries(); len(entries) != 2 || entries[1].Serial.Cmp(first.Leaf.SerialNumber) != 0 {
+		t.Errorf("index.txt has %d rows, want the signer and the one localhost certificate", len(entries))
 	}
 }
 

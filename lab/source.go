@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"staple/atomicfile"
 	"staple/ocspwire"
 	"staple/responder"
 )
@@ -224,7 +225,7 @@ func (s *Source) now() time.Time {
 func (s *Source) Len() int { return len(s.state.Load().rows) }
 
 func loadIndex(path string, info os.FileInfo) (*indexState, error) {
-	data, err := os.ReadFile(path)
+	data, err := atomicfile.Read(path, maxIndexFile)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}

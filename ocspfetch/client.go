@@ -107,7 +107,7 @@ func (c *Client) init() {
 			Transport: rt,
 			CheckRedirect: func(req *http.Request, via []*http.Request) error {
 				if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-					return fmt.Errorf("%w: %s", ErrRedirectScheme, req.URL.Redacted())
+					return fmt.Errorf("%w: %s", ErrRedirectScheme, RedactURL(req.URL.String()))
 				}
 				if len(via) > limit {
 					return fmt.Errorf("%w: more than %d", ErrTooManyRedirects, limit)
@@ -127,9 +127,9 @@ type URLError struct {
 
 func (e *URLError) Error() string {
 	if e.Method == "" {
-		return fmt.Sprintf("%s: %v", e.URL, e.Err)
+		return fmt.Sprintf("%s: %v", RedactURL(e.URL), e.Err)
 	}
-	return fmt.Sprintf("%s %s: %v", e.Method, e.URL, e.Err)
+	return fmt.Sprintf("%s %s: %v", e.Method, RedactURL(e.URL), e.Err)
 }
 
 func (e *URLError) Unwrap() error { return e.Err }
@@ -257,11 +257,16 @@ func getRefused(err error) bool {
 var getEscaper = strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D")
 
 // GetURL returns the GET form of an OCSP request to base: base, a slash, and the base64 of der with '+', '/'
-// and '=' percent-encoded (RFC 5019 §5).
+// and '=' percent-encoded (RFC 5019 §5). The request goes into the path: a query of base (a responder's
+// token) stays after it, whole.
 func GetURL(base string, der []byte) string {
 	enc := getEscaper.Replace(base64.StdEncoding.EncodeToString(der))
+	base, query, hasQuery := strings.Cut(base, "?")
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
+	}
+	if hasQuery {
+		return base + enc + "?" + query
 	}
 	return base + enc
 }
@@ -284,7 +289,7 @@ func (c *Client) exchange(ctx context.Context, method, responderURL, getURL stri
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ocspfetch: bad responder URL: %w", err)
+		return nil, fmt.Errorf("ocspfetch: bad responder URL: %w", redactError(err))
 	}
 	ua := c.UserAgent
 	if ua == "" {
@@ -296,7 +301,7 @@ func (c *Client) exchange(ctx context.Context, method, responderURL, getURL stri
 	start := c.now()
 	resp, err := c.client.Do(hreq)
 	if err != nil {
-		return nil, err
+		return nil, redactError(err)
 	}
 	defer resp.Body.Close()
 	info := HTTPInfo{URL: responderURL, Method: method, ContentType: resp.Header.Get("Content-Type")}

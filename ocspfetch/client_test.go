@@ -251,6 +251,9 @@ func TestGetURL(t *testing.T) {
 	if got := ocspfetch.GetURL("http://ocsp.test/", []byte{1}); got != "http://ocsp.test/AQ%3D%3D" {
 		t.Errorf("GetURL = %q", got)
 	}
+	if got := ocspfetch.GetURL("http://ocsp.test/ocsp?token=t", []byte{1}); got != "http://ocsp.test/ocsp/AQ%3D%3D?token=t" {
+		t.Errorf("GetURL with a query = %q", got)
+	}
 }
 
 func TestFetchURLsAndOverrides(t *testing.T) {

@@ -4,6 +4,9 @@
 // policy that says when to fetch next. The OCSP structures themselves are read and written by package
 // ocspwire.
 //
+// Responder URLs may carry credentials: RedactURL is the one place that hides them, used by this package's
+// errors and by every package that shows a URL to a person.
+//
 // It knows nothing of bbolt or TLS. Verify and the policy functions are pure functions of their inputs and
 // of now; Client is safe for concurrent use.
 package ocspfetch

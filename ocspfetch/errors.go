@@ -100,7 +100,7 @@ type HTTPError struct {
 }
 
 func (e *HTTPError) Error() string {
-	return fmt.Sprintf("ocspfetch: %s answered HTTP %d", e.URL, e.StatusCode)
+	return fmt.Sprintf("ocspfetch: %s answered HTTP %d", RedactURL(e.URL), e.StatusCode)
 }
 
 // Reason returns a short, stable label for err, for metrics, history records and one-line reports:

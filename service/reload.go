@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -52,16 +53,33 @@ func (s *Service) logUnstapled(st *site) {
 
 // reload applies a new configuration: new certificates are watched (and fetched at once), the TLS server
 // switches to the new contexts for the next handshakes, certificates no longer served are dropped. On any
-// error nothing changes and the error is logged.
-func (s *Service) reload(load func() (*config.Config, error)) {
-	cfg, err := load()
-	if err == nil {
-		err = cfg.Check()
+// error nothing changes and the error is logged. The files are read off the service's loop: one that blocks
+// (a FIFO without a writer) is given up when ctx ends, so that the drain still runs.
+func (s *Service) reload(ctx context.Context, load func() (*config.Config, error)) {
+	type loaded struct {
+		cfg  *config.Config
+		next *siteSet
+		err  error
 	}
-	var next *siteSet
-	if err == nil {
-		next, err = loadSites(cfg, s.base)
+	done := make(chan loaded, 1)
+	go func() {
+		var l loaded
+		if l.cfg, l.err = load(); l.err == nil {
+			l.err = l.cfg.Check()
+		}
+		if l.err == nil {
+			l.next, l.err = loadSites(l.cfg, s.base)
+		}
+		done <- l
+	}()
+	var l loaded
+	select {
+	case l = <-done:
+	case <-ctx.Done():
+		s.log.Warn().Msg("reload given up: stopping while its files are still being read")
+		return
 	}
+	cfg, next, err := l.cfg, l.next, l.err
 	if err == nil {
 		err = s.install(next)
 	}

@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			}
 			return fmt.Errorf("service: the TLS listener failed: %w", err)
 		case load := <-o.Reload:
-			s.reload(load)
+			s.reload(ctx, load)
 		case <-ctx.Done():
 			s.drain()
 			return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"staple/certs"
+	"staple/ocspfetch"
 	"staple/ocspwire"
 )
 
@@ -125,7 +126,7 @@ func (s *Stapler) logEvent(ev Event) {
 		le = le.Stringer("status", ev.Status).Time("this_update", ev.ThisUpdate).Time("next_update", ev.NextUpdate)
 	}
 	if ev.URL != "" {
-		le = le.Str("url", ev.URL)
+		le = le.Str("url", ocspfetch.RedactURL(ev.URL))
 	}
 	if ev.Reason != "" {
 		le = le.Str("reason", ev.Reason)
