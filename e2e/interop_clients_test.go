@@ -142,7 +142,6 @@ type client struct {
 	check func(t *testing.T, w *servedWorld, l *interopLab, version uint16, want int)
 }
 
-
 func statusWord(s int) string {
 	if s == ocsp.Revoked {
 		return "revoked"

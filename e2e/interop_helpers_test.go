@@ -246,7 +246,6 @@ func certPool(t *testing.T, file string) *x509.CertPool {
 	return pool
 }
 
-
 // config returns a fresh client configuration: no session cache, so every handshake is full and asks for
 // status.
 func (c *stapleClient) config() *tls.Config {
