@@ -94,7 +94,19 @@ func (e *Engine) Refresh(ctx context.Context, ref *certs.KeyRef) ([]Entry, error
 	for _, in := range infos {
 		out = append(out, EntryOf(in, now))
 	}
-	return out, err
+	return out, errors.Join(err, notStored(infos))
+}
+
+// notStored names the entries whose response or certificate was taken but not written to storage: a
+// command with no service loses them when it ends, so it fails either way.
+func notStored(infos []stapler.Info) error {
+	var errs []error
+	for _, in := range infos {
+		if !in.Persisted && in.StoreError != "" {
+			errs = append(errs, fmt.Errorf("%s: %w: %s", in.Key, stapler.ErrNotStored, in.StoreError))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (e *Engine) Remove(ctx context.Context, ref certs.KeyRef) ([]Entry, error) {
@@ -112,7 +124,7 @@ func (e *Engine) Remove(ctx context.Context, ref certs.KeyRef) ([]Entry, error) 
 	if err != nil {
 		err = fmt.Errorf("%s: %w", key, err)
 	}
-	return []Entry{EntryOf(in, e.now())}, err
+	return []Entry{EntryOf(in, e.now())}, errors.Join(err, notStored([]stapler.Info{in}))
 }
 
 // Import verifies the response against the certificate given, at now, and hands it to the engine, which
@@ -128,6 +140,8 @@ func (e *Engine) Import(_ context.Context, req ImportRequest) (Entry, error) {
 	}
 	in, err := e.Stapler.Import(chain, req.DER)
 	switch {
+	case errors.Is(err, stapler.ErrNotStored):
+		return EntryOf(in, e.now()), err
 	case errors.Is(err, stapler.ErrClosed):
 		return Entry{}, err
 	case err != nil:

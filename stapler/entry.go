@@ -56,6 +56,8 @@ type entry struct {
 	// fleet's store lost it): the backlog writes it, before resp, since a fleet's store refuses a response
 	// without its certificate.
 	certDirty bool
+	// storeErr is why the last write of resp or the certificate failed, while one of them is dirty.
+	storeErr error
 	// expiredSeen is set once the Expired event has been raised for resp.
 	expiredSeen bool
 	timer       *time.Timer // retry wake-up
@@ -77,6 +79,15 @@ func (e *entry) know(chain *certs.Chain) {
 func (e *entry) setNames(leaf *x509.Certificate) { e.names, e.namesKnown = certs.Names(leaf), true }
 
 func (e *entry) fetchable() bool { return e.hasCert && !e.removed }
+
+// stored records the outcome of a write of e's certificate or response: err, kept while either is dirty.
+func (e *entry) stored(err error) {
+	if err != nil {
+		e.storeErr = err
+	} else if !e.dirty && !e.certDirty {
+		e.storeErr = nil
+	}
+}
 
 // certRecord is the storage record of e's certificate, which a Watch or Import gave (e.leaf is set).
 func (e *entry) certRecord(added time.Time) cache.Cert {

@@ -49,13 +49,14 @@ func (s *Stapler) fetch(e *entry, waiters []chan struct{}) {
 	s.mu.Unlock()
 
 	s.emit(out.events)
-	persisted := s.store(e.key, out)
+	serr := s.store(e.key, out)
 
 	s.mu.Lock()
 	e.state = idle
-	if persisted && e.resp == out.resp {
+	if serr == nil && e.resp == out.resp {
 		e.dirty = false
 	}
+	e.stored(serr)
 	if s.cfg.Storage == nil {
 		e.history = append(e.history, out.attempt)
 		if len(e.history) > cache.MaxHistory {
@@ -246,14 +247,14 @@ func (s *Stapler) updatedLocked(e *entry, prev *cache.Response, url string, now 
 }
 
 // store writes a fetch's outcome: the response (whose failure is logged, counted, reported, and retried by the
-// sweep) and the attempt (whose failure is logged and counted). It reports whether the response, if any, is
-// now at rest.
-func (s *Stapler) store(key certs.Key, out outcome) bool {
+// sweep) and the attempt (whose failure is logged and counted). It returns nil when the response, if any,
+// is now at rest, else why not.
+func (s *Stapler) store(key certs.Key, out outcome) error {
 	st := s.cfg.Storage
 	if st == nil {
-		return true
+		return nil
 	}
-	ok := true
+	var err error
 	record := out.attempt.Reason != "" && out.attempt.Reason != "removed"
 	if both, can := st.(fetchedWriter); can && out.resp != nil && record {
 		// One transaction for the response and its attempt (cache.Store: one fsync instead of two).
@@ -264,7 +265,7 @@ func (s *Stapler) store(key certs.Key, out outcome) bool {
 		return s.persisted(key, *out.resp, err)
 	}
 	if out.resp != nil {
-		ok = s.persist(key, *out.resp)
+		err = s.persist(key, *out.resp)
 	}
 	if record {
 		if err := st.AddAttempt(key, out.attempt); err != nil {
@@ -272,7 +273,7 @@ func (s *Stapler) store(key certs.Key, out outcome) bool {
 			s.log.Warn().Err(err).Str("key", key.String()).Msg("fetch history not stored")
 		}
 	}
-	return ok
+	return err
 }
 
 // fetchedWriter is a Storage that stores a fetch's response and attempt in one write.
@@ -281,15 +282,15 @@ type fetchedWriter interface {
 }
 
 // persist writes one response and raises Persisted or PersistFailed.
-func (s *Stapler) persist(key certs.Key, r cache.Response) bool {
+func (s *Stapler) persist(key certs.Key, r cache.Response) error {
 	return s.persisted(key, r, s.cfg.Storage.PutResponse(key, r))
 }
 
-// persisted accounts for the write of r that returned err: it raises Persisted or PersistFailed and reports
-// whether r is at rest (a newer response kept in its place counts as at rest). A storage that refuses the
+// persisted accounts for the write of r that returned err: it raises Persisted or PersistFailed and returns
+// nil when r is at rest (a newer response kept in its place counts as at rest), else err. A storage that refuses the
 // response because it does not hold the certificate (a fleet's store, after another node or an operator
 // removed it) gets the certificate again from the next backlog pass when a Watch of this node references it.
-func (s *Stapler) persisted(key certs.Key, r cache.Response, err error) bool {
+func (s *Stapler) persisted(key certs.Key, r cache.Response, err error) error {
 	if errors.Is(err, cache.ErrOlder) {
 		s.log.Warn().Err(err).Str("key", key.String()).Msg("storage holds a newer response; kept")
 		err = nil
@@ -309,7 +310,7 @@ func (s *Stapler) persisted(key certs.Key, r cache.Response, err error) bool {
 		s.metrics.persisted.Add(1)
 	}
 	s.emit([]Event{ev})
-	return err == nil
+	return err
 }
 
 // persistBacklog writes again every certificate and response whose write failed: the certificate first, as a
@@ -347,31 +348,31 @@ func (s *Stapler) persistBacklog() {
 	if len(todo) == 0 {
 		return
 	}
-	certOK := make([]bool, len(todo))
-	respOK := make([]bool, len(todo))
+	certErr := make([]error, len(todo))
+	respErr := make([]error, len(todo))
 	for i, it := range todo {
 		if it.cert != nil {
-			if err := s.cfg.Storage.PutCert(it.e.key, *it.cert); err != nil {
+			if certErr[i] = s.cfg.Storage.PutCert(it.e.key, *it.cert); certErr[i] != nil {
 				s.metrics.persistFailures.Add(1)
-				s.log.Warn().Err(err).Str("key", it.e.key.String()).Msg("watched certificate not stored")
+				s.log.Warn().Err(certErr[i]).Str("key", it.e.key.String()).Msg("watched certificate not stored")
 				continue // its response would be refused, or stored without it
 			}
-			certOK[i] = true
 		}
 		if it.rec != nil {
-			respOK[i] = s.persist(it.e.key, *it.rec)
+			respErr[i] = s.persist(it.e.key, *it.rec)
 		}
 	}
 	s.mu.Lock()
 	now = s.now()
 	for i, it := range todo {
 		s.releaseLocked(it.e, now)
-		if certOK[i] {
+		if it.cert != nil && certErr[i] == nil {
 			it.e.certDirty = false
 		}
-		if respOK[i] && it.e.resp == it.rec {
+		if it.rec != nil && certErr[i] == nil && respErr[i] == nil && it.e.resp == it.rec {
 			it.e.dirty = false
 		}
+		it.e.stored(errors.Join(certErr[i], respErr[i]))
 		s.scheduleLocked(it.e, now)
 	}
 	s.dispatchLocked()

@@ -227,7 +227,7 @@ func (s *Stapler) Withdraw(key certs.Key) (kept bool, err error) {
 	}
 	// The response went with the certificate: put it back too, so that the nodes that forgot it staple again
 	// at once rather than at the leader's next fetch (which, when this node leads, may be hours away).
-	if resp != nil && resp.ValidAt(now) && !s.persist(key, *resp) {
+	if resp != nil && resp.ValidAt(now) && s.persist(key, *resp) != nil {
 		s.mu.Lock()
 		if e.resp == resp {
 			e.dirty = true

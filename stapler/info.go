@@ -34,8 +34,10 @@ type Info struct {
 	Raw []byte
 	// Stapled is set when Staple hands out the response now.
 	Stapled bool
-	// Persisted is set when the response held has reached storage.
-	Persisted bool
+	// Persisted is set when the response held, if any, and the certificate have reached storage; StoreError
+	// says why not, when a write failed (a running stapler writes them again at its next sweep).
+	Persisted  bool
+	StoreError string
 
 	// NextRefresh is when the next fetch is due; State is "idle", "queued", "fetching" or "persisting".
 	NextRefresh time.Time
@@ -72,7 +74,10 @@ func (s *Stapler) infoLocked(e *entry, now time.Time) Info {
 		in.HasResponse, in.Status, in.ThisUpdate, in.NextUpdate = true, r.Status, r.ThisUpdate, r.NextUpdate
 		in.Expires, in.Fetched, in.URL, in.Raw = r.Expires, r.Fetched, r.URL, r.Raw
 		in.Stapled = r.ValidAt(now) && s.stapleable(r.Status)
-		in.Persisted = !e.dirty
+	}
+	in.Persisted = !e.dirty && !e.certDirty
+	if !in.Persisted && e.storeErr != nil {
+		in.StoreError = e.storeErr.Error()
 	}
 	return in
 }

@@ -37,7 +37,8 @@ func (s *Stapler) Lookup(ref certs.KeyRef) (certs.Key, error) {
 // answer about chain's leaf now, and takes it under the rules of a fetched one (valid now, not older than the
 // response held): stapled at once and stored, with the certificate, which is kept fresh from then on as one
 // restored from storage. It returns the entry; ocspfetch's verification errors, ErrOlderResponse, or an
-// error wrapping ocspfetch.ErrExpired or ocspfetch.ErrNoIssuer.
+// error wrapping ocspfetch.ErrExpired or ocspfetch.ErrNoIssuer; or, with the entry, ErrNotStored when the
+// response is stapled but its write failed.
 func (s *Stapler) Import(chain *certs.Chain, der []byte) (Info, error) {
 	if chain == nil || chain.Leaf == nil {
 		return Info{}, errors.New("stapler: Import of an empty chain")
@@ -89,23 +90,27 @@ func (s *Stapler) Import(chain *certs.Chain, der []byte) (Info, error) {
 	s.mu.Unlock()
 
 	s.emit(out.events)
+	var certErr, respErr error
 	if newCert && s.cfg.Storage != nil {
-		if err := s.cfg.Storage.PutCert(key, certRec); err != nil {
+		if certErr = s.cfg.Storage.PutCert(key, certRec); certErr != nil {
 			s.metrics.persistFailures.Add(1)
-			s.log.Error().Err(err).Str("key", key.String()).Msg("imported certificate not stored")
-			s.mu.Lock()
-			e.certDirty = true // the sweep writes it again
-			s.mu.Unlock()
+			s.log.Error().Err(certErr).Str("key", key.String()).Msg("imported certificate not stored")
 		}
 	}
-	if s.cfg.Storage != nil && s.persist(key, *rec) {
-		s.mu.Lock()
-		if e.resp == rec {
-			e.dirty = false
-		}
-		s.mu.Unlock()
+	if s.cfg.Storage != nil {
+		respErr = s.persist(key, *rec)
 	}
+	s.mu.Lock()
+	e.certDirty = e.certDirty || certErr != nil // the sweep writes it again
+	if respErr == nil && e.resp == rec {
+		e.dirty = false
+	}
+	e.stored(errors.Join(certErr, respErr))
+	s.mu.Unlock()
 	info, _ := s.Entry(key)
+	if !info.Persisted {
+		return info, fmt.Errorf("%w: %s: %s", ErrNotStored, key, info.StoreError)
+	}
 	return info, nil
 }
 

@@ -53,6 +53,9 @@ var (
 	// ErrOlderResponse: a response (fetched, offered or imported) is older, by ocspwire.Stamp, than the one
 	// held, which is kept.
 	ErrOlderResponse = errors.New("stapler: the response held is newer")
+	// ErrNotStored: a response or certificate was taken, and is stapled, but its write to storage failed. A
+	// running stapler writes it again at its next sweep; a command's engine loses it when it ends.
+	ErrNotStored = errors.New("stapler: held, but not stored")
 	// ErrClosed: the stapler was closed.
 	ErrClosed = errors.New("stapler: closed")
 	// ErrNoCertificate: an entry restored from storage whose certificate record is missing or unreadable, so

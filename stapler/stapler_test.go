@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -846,6 +847,40 @@ func TestRefreshAll(t *testing.T) {
 		cancel()
 		if _, err := s.RefreshAll(ctx); !errors.Is(err, context.Canceled) {
 			t.Errorf("RefreshAll with a cancelled context: %v", err)
+		}
+	})
+}
+
+// TestFailedWritesAreReported: a response taken but not written says so (Persisted false, StoreError), for
+// a fetch and for an import, so that a command can fail rather than report a write that did not happen;
+// the next successful write clears it.
+func TestFailedWritesAreReported(t *testing.T) {
+	ca := testpki.NewRoot(t, "failing disk CA", testpki.ECDSAP256)
+	synctest.Test(t, func(t *testing.T) {
+		chain := leafChain(t, ca, testpki.LeafOptions{OCSPURLs: []string{"http://ocsp.test/"}})
+		fake := newFakeResponder(t, ca, 4*day)
+		store := &faultyStore{Store: openStore(t, tempStorePath(t))}
+		s := mustNew(t, Config{Fetcher: fake, Storage: store, Manual: true})
+		s.Start()
+		key, _ := s.Watch(chain)
+		store.setFail(errors.New("disk full"))
+		time.Sleep(time.Hour)
+		info, err := s.Refresh(context.Background(), key)
+		if err != nil || info.Persisted || !strings.Contains(info.StoreError, "disk full") || !info.Stapled {
+			t.Fatalf("a fetch whose write failed: %v, persisted %v, store error %q, stapled %v", err, info.Persisted, info.StoreError, info.Stapled)
+		}
+		time.Sleep(time.Hour)
+		der := ca.Respond(t, chain.Leaf, testpki.ResponseOptions{ThisUpdate: time.Now()})
+		if info, err = s.Import(chain, der); !errors.Is(err, ErrNotStored) || !strings.Contains(err.Error(), "disk full") {
+			t.Errorf("an import whose write failed: %v, want ErrNotStored saying why", err)
+		}
+		if !bytes.Equal(s.Staple(key), der) {
+			t.Error("the import is not stapled although its write failed")
+		}
+		store.setFail(nil)
+		time.Sleep(time.Hour)
+		if info, err = s.Refresh(context.Background(), key); err != nil || !info.Persisted || info.StoreError != "" {
+			t.Errorf("after a write that succeeded: %v, persisted %v, store error %q", err, info.Persisted, info.StoreError)
 		}
 	})
 }
