@@ -130,6 +130,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			if errors.Is(err, tlsserver.ErrServerClosed) {
 				err = nil
 			}
+			s.drain() // the connections left, the HTTP side and the exports end as on a stop
 			return fmt.Errorf("service: the TLS listener failed: %w", err)
 		case load := <-o.Reload:
 			s.reload(ctx, load)
@@ -168,18 +169,19 @@ func (s *Service) startEngine(ctx context.Context, sites *siteSet, bg *group, cl
 		return fmt.Errorf("service: %w", err)
 	}
 	s.front = newFront(s.cfg, sites, s.stapler.Current, s.metrics, s.opts)
+	closing.add(s.front.forwardCancel)
 	s.exports.staple, s.exports.sites = s.stapler.Staple, s.front.sites.Load
 	s.admin = &admin.Engine{Stapler: s.stapler, Database: s.state.Path, ServedBy: s.state.ServedBy(), Now: s.opts.Now, AddStats: s.addStats}
+	closing.add(func() { // registered before Start: a failed start ends the stapler too
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.stapler.Close(cctx)
+	})
 	s.state.Elect(ctx, bg.run, s.stapler, s.log)
 	if err := s.stapler.Start(); err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
 	s.state.Follow(ctx, bg.run, s.stapler)
-	closing.add(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.stapler.Close(cctx)
-	})
 	return nil
 }
 
@@ -191,7 +193,6 @@ func (s *Service) serve(ctx context.Context, ln *listeners, sites *siteSet, bg *
 	if err != nil {
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	closing.add(s.front.forwardCancel)
 	s.exportAll(sites)
 	if !s.state.Fleet() { // in a fleet, the others serve certificates this node does not
 		// Housekeeping, after serving has begun: a large stale cache must not delay the first handshake.
