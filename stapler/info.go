@@ -97,28 +97,29 @@ func (s *Stapler) Entries() []Info {
 }
 
 // loadNames reads, once, the names of the certificates restored from storage whose leaf no Watch or fetch
-// has parsed yet: one walk of the stored certificates, outside the lock. Parsed certificates are not kept, so
-// a large cache costs its names in memory, not its certificates; a record that does not parse is not read
-// again.
+// has parsed yet: one walk of the stored certificates, outside the lock, parsing only those. Parsed
+// certificates are not kept, so a large cache costs its names in memory, not its certificates. Each is
+// asked for once: one whose record is missing or does not parse shows no names, and is not read again.
 func (s *Stapler) loadNames() {
 	if s.cfg.Storage == nil {
 		return
 	}
 	s.mu.Lock()
-	missing := false
-	for _, e := range s.entries {
-		missing = missing || e.hasCert && !e.namesKnown
+	missing := map[certs.Key]bool{}
+	for key, e := range s.entries {
+		if e.hasCert && !e.namesKnown {
+			missing[key] = true
+		}
 	}
 	s.mu.Unlock()
-	if !missing {
+	if len(missing) == 0 {
 		return
 	}
-	names := map[certs.Key][]string{} // nil for a certificate that does not parse: not read again
+	names := map[certs.Key][]string{}
 	err := s.cfg.Storage.Certs(func(key certs.Key, c cache.Cert, err error) error {
-		if err != nil {
+		if err != nil || !missing[key] {
 			return nil
 		}
-		names[key] = nil
 		if leaf, err := x509.ParseCertificate(c.Leaf); err == nil {
 			names[key] = certs.Names(leaf)
 		}
@@ -129,9 +130,9 @@ func (s *Stapler) loadNames() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for key, e := range s.entries {
-		if n, ok := names[key]; ok && !e.namesKnown {
-			e.names, e.namesKnown = n, true
+	for key := range missing {
+		if e := s.entries[key]; e != nil && !e.namesKnown {
+			e.names, e.namesKnown = names[key], true
 		}
 	}
 }

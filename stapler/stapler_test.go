@@ -884,3 +884,61 @@ func TestFailedWritesAreReported(t *testing.T) {
 		}
 	})
 }
+
+// walkCountingStore counts the walks of the stored certificates; once hide is set, a walk gives no record
+// for that key (a record gone unreadable, or one the walk does not reach: a fleet's near cache).
+type walkCountingStore struct {
+	*cache.Store
+	walks atomic.Int32
+	hide  atomic.Pointer[certs.Key]
+}
+
+func (s *walkCountingStore) Certs(fn func(certs.Key, cache.Cert, error) error) error {
+	s.walks.Add(1)
+	return s.Store.Certs(func(key certs.Key, c cache.Cert, err error) error {
+		if h := s.hide.Load(); h != nil && *h == key {
+			return fn(key, cache.Cert{}, errors.New("unreadable"))
+		}
+		return fn(key, c, err)
+	})
+}
+
+// TestNamesAreReadOnce: the names of restored certificates are read in one walk, once, even when a record
+// does not parse; listing again (the status page, every metrics scrape) reads storage no more.
+func TestNamesAreReadOnce(t *testing.T) {
+	ca := testpki.NewRoot(t, "names CA", testpki.ECDSAP256)
+	path := tempStorePath(t)
+	store := openStore(t, path)
+	good := leafChain(t, ca, testpki.LeafOptions{DNSNames: []string{"good.test"}, OCSPURLs: []string{"http://ocsp.test/"}})
+	goodKey, _ := good.CacheKey()
+	badKey := certs.NewKey(ca.Cert, leafChain(t, ca, testpki.LeafOptions{}).Leaf)
+	hidden := leafChain(t, ca, testpki.LeafOptions{DNSNames: []string{"hidden.test"}})
+	hiddenKey, _ := hidden.CacheKey()
+	for key, leaf := range map[certs.Key][]byte{goodKey: good.Leaf.Raw, badKey: []byte("not a certificate"), hiddenKey: hidden.Leaf.Raw} {
+		if err := store.PutCert(key, cache.Cert{Leaf: leaf, Issuer: ca.Cert.Raw, URLs: []string{"http://ocsp.test/"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counting := &walkCountingStore{Store: store}
+	s := mustNew(t, Config{Fetcher: newFakeResponder(t, ca, 4*day), Storage: counting, Manual: true})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	counting.hide.Store(&hiddenKey)
+	counting.walks.Store(0)
+	for range 3 {
+		es := s.Entries()
+		if len(es) != 3 {
+			t.Fatalf("%d entries, want 3", len(es))
+		}
+		for _, e := range es {
+			if want := map[certs.Key]string{goodKey: "[good.test]", badKey: "[]", hiddenKey: "[]"}[e.Key]; fmt.Sprint(e.Names) != want {
+				t.Errorf("%s: names %v, want %s", e.Key, e.Names, want)
+			}
+		}
+	}
+	if n := counting.walks.Load(); n > 1 {
+		t.Errorf("%d walks of the stored certificates for three listings, want at most 1", n)
+	}
+}
