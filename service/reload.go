@@ -15,7 +15,7 @@ import (
 func (s *Service) install(next *siteSet) error {
 	for _, st := range next.all {
 		if st.handler == nil && st.cfg.Forward == "" {
-			st.handler = &StatusPage{Entries: s.entries, Ready: s.stapler.Ready, Now: s.opts.Now, Version: s.opts.Version}
+			st.handler = &StatusPage{Entries: s.served, Ready: s.stapler.Ready, Now: s.opts.Now, Version: s.opts.Version}
 		}
 	}
 	var watched []certs.Key

@@ -252,6 +252,19 @@ func (s *Service) entries() []admin.Entry {
 	return es
 }
 
+// served is what the status page shows: the certificates this node's sites serve. Not everything stored: the
+// page is public, and a fleet's store holds the other nodes' sites too.
+func (s *Service) served() []admin.Entry {
+	now := s.now()
+	var out []admin.Entry
+	for _, in := range s.stapler.Entries() {
+		if in.Watched {
+			out = append(out, admin.EntryOf(in, now))
+		}
+	}
+	return out
+}
+
 // addStats adds to the engine's figures what the service counts.
 func (s *Service) addStats(st *admin.Stats) {
 	st.Started, st.ServiceVersion = s.started, s.opts.Version

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"staple/admin"
+	"staple/certs"
 	"staple/config"
 	"staple/internal/testpki"
 )
@@ -195,6 +196,13 @@ func TestServiceSitesExportsResponderMetrics(t *testing.T) {
 	if body := get("b.test", "*/*"); !strings.Contains(body, "upstream saw proto=https host="+r.addrs.TLS) {
 		t.Errorf("the proxied site answered %q", body)
 	}
+	// A certificate held but served by no site here (imported; in a fleet, another node's) is not published
+	// on the public status page.
+	_, _, held := w.leaf("held", "held.test")
+	imp := admin.ImportRequest{DER: w.ca.Respond(t, held.Cert, testpki.ResponseOptions{ThisUpdate: time.Now()}), Chain: held.ChainPEM()}
+	if _, err := admin.NewClient(r.addrs.AdminSocket).Import(context.Background(), imp); err != nil {
+		t.Fatal(err)
+	}
 	var doc statusDoc
 	if err := json.Unmarshal([]byte(get("a.test", "application/json")), &doc); err != nil {
 		t.Fatal(err)
@@ -204,6 +212,10 @@ func TestServiceSitesExportsResponderMetrics(t *testing.T) {
 	}
 	if c := doc.Connection; c == nil || c.ServerName != "a.test" || c.Version == "" {
 		t.Errorf("status page connection: %+v", c)
+	}
+	heldRef, _ := certs.ParseKey(certs.NewKey(w.ca.Cert, held.Cert).String())
+	if _, err := admin.NewClient(r.addrs.AdminSocket).Remove(context.Background(), heldRef); err != nil {
+		t.Fatal(err)
 	}
 
 	// Exports: the DER next to the certificate (HAProxy's layout) and base64 per key; the reload ran.

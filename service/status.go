@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
-	"staple/admin"
 	"strings"
 	"time"
+
+	"staple/admin"
 )
 
 // ConnInfo describes the TLS connection a status page request came on.
@@ -31,7 +32,7 @@ func WithConnInfo(ctx context.Context, ci *ConnInfo) context.Context {
 
 // StatusPage serves the built-in status page: HTML, or JSON when the request accepts application/json.
 type StatusPage struct {
-	// Entries returns the watched certificates; required.
+	// Entries returns the certificates to show (the service's: those its sites serve); required.
 	Entries func() []admin.Entry
 	// Ready reports readiness; nil means always ready.
 	Ready func() bool

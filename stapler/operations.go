@@ -105,11 +105,12 @@ func (s *Stapler) Import(chain *certs.Chain, der []byte) (Info, error) {
 	if respErr == nil && e.resp == rec {
 		e.dirty = false
 	}
-	e.stored(errors.Join(certErr, respErr))
+	serr := errors.Join(certErr, respErr)
+	e.stored(serr)
 	s.mu.Unlock()
 	info, _ := s.Entry(key)
-	if !info.Persisted {
-		return info, fmt.Errorf("%w: %s: %s", ErrNotStored, key, info.StoreError)
+	if serr != nil {
+		return info, fmt.Errorf("%w: %s: %w", ErrNotStored, key, serr)
 	}
 	return info, nil
 }
