@@ -46,8 +46,8 @@ DESCRIPTION
              --format base64)" | socat stdio /run/haproxy.sock)
     import   verify a response obtained elsewhere (an air-gapped site) and store it
     rm       forget a certificate, its response and its history; one that the running service serves
-             keeps its certificate and has a fresh response fetched at once (in a fleet, the other
-             nodes that serve it write it back)
+             keeps its certificate and has a fresh response fetched at once, its stapling paused
+             until it arrives (in a fleet, the other nodes that serve it write it back)
     refresh  fetch now: one certificate, or every watched one
 
 EXIT STATUS

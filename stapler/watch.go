@@ -63,6 +63,10 @@ func (s *Stapler) Watch(chain *certs.Chain) (certs.Key, error) {
 			s.releaseLocked(e, s.now())
 		}
 		e.certDirty = err != nil
+		// A fetch in flight (the entry was not idle) may have stored its response before the removal: it is
+		// held, so it is written again.
+		e.dirty = e.resp != nil
+		e.stored(err)
 	}
 	if newCert {
 		s.scheduleLocked(e, now)
@@ -142,6 +146,10 @@ func (s *Stapler) Remove(ctx context.Context, key certs.Key) (Info, error) {
 			s.releaseLocked(e, s.now())
 		}
 		e.certDirty = err != nil
+		// A fetch in flight (the entry was not idle) may have stored its response before the removal: it is
+		// held, so it is written again.
+		e.dirty = e.resp != nil
+		e.stored(err)
 	}
 	s.mu.Unlock()
 	info, ferr := s.Refresh(ctx, key)
