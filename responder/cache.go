@@ -62,6 +62,16 @@ func (c *Cache) Serve(cs []Certificate) {
 		}
 	}
 	c.ids.Store(&ids)
+	served := make(map[certs.Key]bool, len(ids))
+	for _, key := range ids {
+		served[key] = true
+	}
+	c.answers.Range(func(k, _ any) bool { // what is no longer served is not kept either
+		if !served[k.(certs.Key)] {
+			c.answers.Delete(k)
+		}
+		return true
+	})
 }
 
 func (c *Cache) hash() crypto.Hash {
@@ -88,10 +98,16 @@ func (c *Cache) Response(_ context.Context, req *Request) (*Response, error) {
 	if raw == nil {
 		return nil, ErrUnauthorized
 	}
-	if v, ok := c.answers.Load(key); ok && bytes.Equal(v.(*Response).Raw, raw) {
+	if v, ok := c.answers.Load(key); ok && sameBytes(v.(*Response).Raw, raw) {
 		return v.(*Response), nil
 	}
 	resp := NewResponse(raw, thisUpdate, expires)
 	c.answers.Store(key, resp)
 	return resp, nil
+}
+
+// sameBytes reports whether a and b hold the same bytes, at once when they are the same slice (Lookup hands
+// out the engine's shared copy of a response, so that is the usual case).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0] || bytes.Equal(a, b))
 }

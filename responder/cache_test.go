@@ -68,4 +68,14 @@ func TestCache(t *testing.T) {
 	if _, err := ask(id(a.Cert.SerialNumber, crypto.SHA1)); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("a certificate no longer served: %v, want ErrUnauthorized", err)
 	}
+	if _, kept := c.answers.Load(ka); kept {
+		t.Error("the answer for a certificate no longer served is kept")
+	}
+	// A copy of the bytes answered is the same answer.
+	held[kb] = ca.Respond(t, b.Cert, testpki.ResponseOptions{})
+	bFirst, _ := ask(id(b.Cert.SerialNumber, crypto.SHA1))
+	held[kb] = append([]byte(nil), held[kb]...)
+	if again, _ := ask(id(b.Cert.SerialNumber, crypto.SHA1)); again != bFirst {
+		t.Error("a copy of the same bytes made a new answer")
+	}
 }
