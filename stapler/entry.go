@@ -41,7 +41,8 @@ type entry struct {
 
 	state    state
 	next     time.Time // when the next fetch is due
-	failures int       // consecutive failures (or responses already due when they arrived)
+	failures int       // consecutive failed fetches, as the history records them
+	retries  int       // the backoff's step: failures, and answers that staple nothing new (unknown, already due)
 	lastErr  error
 	lastTry  time.Time
 	// attempted is set once a fetch has finished since Start, whatever its outcome.

@@ -158,6 +158,7 @@ func errOlder(key certs.Key, got ocspwire.Stamp, gotProduced time.Time, held ocs
 
 func (s *Stapler) failLocked(e *entry, err error, now time.Time, out *outcome) {
 	e.failures++
+	e.retries++
 	e.lastErr = err
 	reason := reasonOf(err)
 	out.attempt.Reason, out.attempt.Error = reason, err.Error()
@@ -176,7 +177,7 @@ func (s *Stapler) failLocked(e *entry, err error, now time.Time, out *outcome) {
 	if quiet(err) {
 		e.next = s.cfg.Policy.Idle(now, s.rnd) // nothing to ask: look again at the slow end of the backoff
 	} else {
-		e.next = s.cfg.Policy.Backoff(e.failures, now, validUntil, retryAfter, s.rnd)
+		e.next = s.cfg.Policy.Backoff(e.retries, now, validUntil, retryAfter, s.rnd)
 	}
 	s.metrics.failed(reason)
 	if !quiet(err) {
@@ -196,16 +197,17 @@ func (s *Stapler) acceptLocked(e *entry, resp *ocspfetch.Response, now time.Time
 		// Nothing to staple: ask again with backoff rather than at the midpoint. A responder answers unknown
 		// for a certificate issued moments ago (the Baseline Requirements give CAs 15 minutes), or from an
 		// index it has not reloaded yet (openssl ocsp).
-		e.failures++
-		next = s.cfg.Policy.Backoff(e.failures, now, time.Time{}, 0, s.rnd)
+		e.retries++
+		next = s.cfg.Policy.Backoff(e.retries, now, time.Time{}, 0, s.rnd)
 	case next.After(now):
-		e.failures = 0
+		e.retries = 0
 	default:
 		// The response is already past its refresh point (a stale cache in front of the responder): keep it,
 		// but ask again with backoff rather than at once.
-		e.failures++
-		next = s.cfg.Policy.Backoff(e.failures, now, expires, 0, s.rnd)
+		e.retries++
+		next = s.cfg.Policy.Backoff(e.retries, now, expires, 0, s.rnd)
 	}
+	e.failures = 0 // the fetch succeeded, as its history records
 	rec := ResponseRecord(resp, expires, next)
 	if rec.Fetched.IsZero() {
 		rec.Fetched = now

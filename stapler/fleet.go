@@ -128,7 +128,7 @@ func (s *Stapler) Offer(key certs.Key, r cache.Response) error {
 	}
 	rec := r
 	prev := e.resp
-	e.resp, e.lastErr, e.expiredSeen, e.failures, e.dirty = &rec, nil, false, 0, false
+	e.resp, e.lastErr, e.expiredSeen, e.failures, e.retries, e.dirty = &rec, nil, false, 0, 0, false
 	if e.state == idle {
 		e.next = rec.RefreshAt
 		if e.next.IsZero() {

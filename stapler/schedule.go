@@ -44,7 +44,7 @@ func (s *Stapler) scheduleLocked(e *entry, now time.Time) {
 		}
 		return
 	}
-	if e.failures > 0 && !s.cfg.Manual {
+	if e.retries > 0 && !s.cfg.Manual {
 		e.stopTimer()
 		key := e.key
 		e.timer = time.AfterFunc(e.next.Sub(now), func() { s.wake(key) })

@@ -359,6 +359,11 @@ func TestUnknownStatus(t *testing.T) {
 				if wait := time.Until(info.NextRefresh); wait > 66*time.Second {
 					t.Errorf("next refresh after unknown in %v, want the first backoff step", wait)
 				}
+				// The fetch itself succeeded, as its history says: no failure to count (a command reading
+				// the stored history after a restart counts the same).
+				if info.Failures != 0 {
+					t.Errorf("%d failures counted for an answered fetch, want 0", info.Failures)
+				}
 				fake.mu.Lock()
 				delete(fake.unknown, chain.Leaf.SerialNumber.String())
 				fake.mu.Unlock()

@@ -117,6 +117,7 @@ func (e *entry) restoreFailures(h []cache.Attempt) {
 	for i := len(h) - 1; i >= 0 && !h[i].OK(); i-- {
 		e.failures++
 	}
+	e.retries = e.failures
 	if !last.OK() {
 		e.lastErr = &StoredFailure{Reason: last.Reason, Text: last.Error}
 	}

@@ -125,7 +125,7 @@ func (s *Stapler) Remove(ctx context.Context, key certs.Key) (Info, error) {
 		return Info{Key: key}, s.removeStored(key)
 	}
 	e.resp, e.dirty, e.expiredSeen = nil, false, false
-	e.history, e.failures, e.lastErr, e.lastTry, e.attempted = nil, 0, nil, time.Time{}, false
+	e.history, e.failures, e.retries, e.lastErr, e.lastTry, e.attempted = nil, 0, 0, nil, time.Time{}, false
 	s.index.Delete(key)
 	var err error
 	if s.cfg.Storage != nil {
