@@ -5,5 +5,5 @@
 // Backend has two implementations and no engine of its own: Engine, over a stapler in this process (the
 // service's, or the one the command line runs over the store when no service does), and Client, over the
 // socket. Entries are built from the engine's view in one place (EntryOf), so a command prints the same
-// whichever answers.
+// whichever answers (docs/architecture.md says where a running service's answer differs, and why).
 package admin

@@ -33,7 +33,10 @@ DESCRIPTION
     Every subcommand works whether staple serve runs or not. When a service answers on the admin socket of
     --data-dir, the command goes through it (and a refresh fetches at once, a removal drops the staple from
     memory too). When none does, it opens the cache file: read-only for ls, show and export; for writing for
-    import, rm and refresh (which then fetches itself).
+    import, rm and refresh (which then fetches itself). A command that fetches with no service running uses
+    the [fetch] settings of --config, the service's file, and the defaults without it. Either way the answer
+    is the same, but for rm of a certificate a running service serves (see rm) and the time of the next
+    retry after a failed fetch (a service keeps it in memory; the cache file keeps the planned refresh).
 
     KEY is ISSUERHASH:SERIAL as 'staple cache ls' prints it; a shorter issuer hash prefix is enough when it is
     unambiguous. A certificate file stands for its own key (its issuer from the file or --issuer).
