@@ -35,8 +35,9 @@ func NewClient(path string) *Client {
 		MaxIdleConns:    2,
 		IdleConnTimeout: 10 * time.Second,
 	}
-	// Refreshing every certificate waits for every fetch: allow minutes, not seconds.
-	return &Client{socket: path, http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
+	// Refreshing every certificate waits for every fetch: allow minutes, not seconds. The engine bounds its
+	// fetches by FetchTimeout itself, and answers before this ends, as it does with no service.
+	return &Client{socket: path, http: &http.Client{Transport: tr, Timeout: FetchTimeout + 30*time.Second}}
 }
 
 // Ping reports whether a service answers on the socket.

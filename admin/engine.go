@@ -63,6 +63,10 @@ func (e *Engine) Entry(_ context.Context, ref certs.KeyRef) (Detail, error) {
 	return d, nil
 }
 
+// FetchTimeout bounds what an operation that fetches (refresh, rm of a served certificate) waits for its
+// fetches, whether a service runs it or a command.
+const FetchTimeout = 5 * time.Minute
+
 // Refresh fetches now the entry ref selects, or every entry with a certificate when ref is nil, and waits for
 // the fetches. It returns the entries afterwards and, when a fetch failed, an error naming each failure: a
 // failed refresh is an error whether a service runs or not. A certificate with no responder URL to ask is
@@ -71,6 +75,8 @@ func (e *Engine) Refresh(ctx context.Context, ref *certs.KeyRef) ([]Entry, error
 	if e.ReadOnly {
 		return nil, ErrReadOnly
 	}
+	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
+	defer cancel()
 	var infos []stapler.Info
 	var err error
 	if ref == nil {
@@ -117,6 +123,8 @@ func (e *Engine) Remove(ctx context.Context, ref certs.KeyRef) ([]Entry, error) 
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
+	defer cancel()
 	in, err := e.Stapler.Remove(ctx, key)
 	if !in.Watched {
 		return nil, e.translate(err, ref)
