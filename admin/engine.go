@@ -37,6 +37,7 @@ func (e *Engine) now() time.Time {
 	return time.Now()
 }
 
+// Entries lists every certificate the engine knows, in key order.
 func (e *Engine) Entries(context.Context) ([]Entry, error) {
 	infos := e.Stapler.Entries()
 	now := e.now()
@@ -47,6 +48,7 @@ func (e *Engine) Entries(context.Context) ([]Entry, error) {
 	return out, nil
 }
 
+// Entry describes the certificate ref selects, with its history and response (ErrNotFound, ErrAmbiguous).
 func (e *Engine) Entry(_ context.Context, ref certs.KeyRef) (Detail, error) {
 	key, err := e.lookup(ref)
 	if err != nil {
@@ -115,6 +117,8 @@ func notStored(infos []stapler.Info) error {
 	return errors.Join(errs...)
 }
 
+// Remove forgets the certificate ref selects, or, when a site of the running service serves it, drops its
+// response and history and fetches a fresh one, returning its entry after that fetch.
 func (e *Engine) Remove(ctx context.Context, ref certs.KeyRef) ([]Entry, error) {
 	if e.ReadOnly {
 		return nil, ErrReadOnly
@@ -162,7 +166,7 @@ func (e *Engine) Import(_ context.Context, req ImportRequest) (Entry, error) {
 func (req ImportRequest) chain() (*certs.Chain, error) {
 	bundle, err := certs.ParsePEM(req.Chain, "certificate")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	if len(bundle.Certs) == 0 {
 		return nil, fmt.Errorf("%w: no certificate given", ErrBadInput)
@@ -171,13 +175,13 @@ func (req ImportRequest) chain() (*certs.Chain, error) {
 	if len(req.Issuer) > 0 {
 		ib, err := certs.ParsePEM(req.Issuer, "issuer")
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+			return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 		}
 		extra = ib.Certs
 	}
 	chain, err := certs.NewChain(bundle.Certs, nil, extra)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
 	if chain.Issuer == nil {
 		return nil, fmt.Errorf("%w: the issuer of %s is unknown: give it with --issuer", ErrBadInput, certs.Describe(chain.Leaf))
@@ -185,6 +189,7 @@ func (req ImportRequest) chain() (*certs.Chain, error) {
 	return chain, nil
 }
 
+// Stats returns the engine's figures, with what AddStats adds.
 func (e *Engine) Stats(context.Context) (Stats, error) {
 	m := e.Stapler.Metrics()
 	st := Stats{

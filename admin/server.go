@@ -130,7 +130,7 @@ func (h *handler) importResponse(w http.ResponseWriter, r *http.Request) {
 	var req ImportRequest
 	body := http.MaxBytesReader(w, r.Body, maxImportBody)
 	if err := json.NewDecoder(body).Decode(&req); err != nil {
-		h.reply(w, nil, fmt.Errorf("%w: %v", ErrBadInput, err))
+		h.reply(w, nil, fmt.Errorf("%w: %w", ErrBadInput, err))
 		return
 	}
 	e, err := h.b.Import(r.Context(), req)
@@ -169,7 +169,7 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 func (h *handler) ref(w http.ResponseWriter, r *http.Request) (certs.KeyRef, bool) {
 	ref, err := certs.ParseKey(r.PathValue("key"))
 	if err != nil {
-		h.reply(w, nil, fmt.Errorf("%w: %v", ErrBadInput, err))
+		h.reply(w, nil, fmt.Errorf("%w: %w", ErrBadInput, err))
 		return certs.KeyRef{}, false
 	}
 	return ref, true

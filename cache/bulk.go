@@ -19,10 +19,10 @@ type Entry struct {
 // is paid rarely, small enough that a transaction's dirty pages stay a few megabytes.
 const bulkTxSize = 5000
 
-// PutEntries stores many certificates and responses in few transactions, one commit per bulkTxSize
-// entries instead of one per record: for importing a cache and for filling one in benchmarks. As with
-// PutResponse, a response older than the stored one (by ocspwire.Stamp) is kept out (the stored one stays); that is not an error.
-// On failure the entries of the transactions already committed stay stored.
+// PutEntries stores many certificates and responses in few transactions, one commit per bulkTxSize entries
+// instead of one per record: for importing a cache and for filling one in benchmarks. As with PutResponse, a
+// response older than the stored one (by ocspwire.Stamp) is kept out (the stored one stays); that is not an
+// error. On failure the entries of the transactions already committed stay stored.
 func (s *Store) PutEntries(es []Entry) error {
 	for _, e := range es {
 		if e.Cert != nil {
@@ -89,11 +89,11 @@ func (s *Store) RemoveAll(keys []certs.Key) error {
 	return nil
 }
 
-// PutFetched stores what one fetch produced, the response and the attempt for the history, in one
-// transaction (one commit, one fsync, where PutResponse and AddAttempt take two). As with PutResponse, a
-// response older than the stored one (by ocspwire.Stamp) is kept out and the error wraps ErrOlder; the attempt is stored all the
-// same. Concurrent calls are committed together (bbolt's Batch: a write waits up to 10 ms for others to join
-// its transaction), so a sweep pays one commit per group of responses rather than one per response;
+// PutFetched stores what one fetch produced, the response and the attempt for the history, in one transaction
+// (one commit, one fsync, where PutResponse and AddAttempt take two). As with PutResponse, a response older
+// than the stored one (by ocspwire.Stamp) is kept out and the error wraps ErrOlder; the attempt is stored all
+// the same. Concurrent calls are committed together (bbolt's Batch: a write waits up to 10 ms for others to
+// join its transaction), so a sweep pays one commit per group of responses rather than one per response;
 // PutFetched returns once its write is committed.
 func (s *Store) PutFetched(key certs.Key, r Response, a Attempt) error {
 	if err := checkResponse(r); err != nil {

@@ -6,12 +6,12 @@ package cache
 //
 // Layout (schema 1):
 //
-//	meta         "schema" → uint32 big-endian schema version; "created" → time record
-//	certs        EncodeKey  → certRecord      watched certificates (leaf and issuer DER, URLs, Must-Staple)
-//	responses    EncodeKey  → responseRecord  the newest verified response of each certificate
-//	history      EncodeKey  → historyRecord   the last MaxHistory fetch attempts of each certificate
-//	sessions     id       → sessionRecord   TLS sessions stored for resumption, with their expiry
-//	ticket_keys  "keys"   → ticketKeysRecord  the current and previous session ticket keys
+//	meta         "schema"   → uint32 big-endian schema version; "created" → time record
+//	certs        EncodeKey  → certRecord        watched certificates (leaf and issuer DER, URLs, Must-Staple)
+//	responses    EncodeKey  → responseRecord    the newest verified response of each certificate
+//	history      EncodeKey  → historyRecord     the last MaxHistory fetch attempts of each certificate
+//	sessions     id         → sessionRecord     TLS sessions stored for resumption, with their expiry
+//	ticket_keys  "keys"     → ticketKeysRecord  the current and previous session ticket keys
 //
 // EncodeKey is 64 bytes: the 32-byte SHA-256 of the issuer's SubjectPublicKeyInfo, then the serial number
 // big-endian and left-padded with zeros to 32 bytes. Keys are fixed-width, so bbolt's byte order sorts them by
@@ -388,7 +388,8 @@ func DecodeSession(b []byte) (data []byte, expires time.Time, err error) {
 	return data, expires, d.end()
 }
 
-// Ticket key records (version 1; version 2 adds the checksum trailer): u8 version | time rotated | bytes current | bytes previous.
+// Ticket key records (version 1; version 2 adds the checksum trailer):
+// u8 version | time rotated | bytes current | bytes previous.
 func encodeTicketKeys(k TicketKeys) []byte {
 	b := []byte{recordVersion}
 	b = encodeTime(b, k.Rotated)

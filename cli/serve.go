@@ -9,11 +9,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"staple/config"
 	"staple/lab"
 	"staple/service"
-
-	"github.com/rs/zerolog"
 )
 
 const serveManual = `NAME

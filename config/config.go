@@ -7,14 +7,15 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
-	"staple/atomicfile"
-	"staple/ocspfetch"
-	"staple/stapler"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/rs/zerolog"
+
+	"staple/atomicfile"
+	"staple/ocspfetch"
+	"staple/stapler"
 )
 
 // ErrConfig is wrapped by every configuration error; the message names the file, line and key.

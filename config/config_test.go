@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"staple/atomicfile"
-	"staple/stapler"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"staple/atomicfile"
+	"staple/stapler"
 )
 
 func TestParseConfigFull(t *testing.T) {

@@ -2,12 +2,13 @@ package config
 
 import (
 	"crypto"
-	"staple/fleet"
-	"staple/ocspfetch"
-	"staple/stapler"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"staple/fleet"
+	"staple/ocspfetch"
+	"staple/stapler"
 )
 
 // StaplerConfig returns the engine's configuration from the [fetch] table: the fetcher with its deadlines,

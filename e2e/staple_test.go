@@ -11,11 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"staple/e2e/harness"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"staple/e2e/harness"
 )
 
 // binary is the staple binary TestMain built, for the tests that run it as a process.

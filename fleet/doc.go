@@ -4,9 +4,9 @@
 // and the TLS session ticket keys and sessions that let a session made on one node resume on any other.
 //
 // Keys live under Config.Prefix (keys.go lists them). A response is written only if it is newer, by
-// thisUpdate and then status (ocspwire.Stamp), than the stored one, compared inside an etcd transaction, so
-// a slow node never overwrites a fresher answer (ErrStale). Every call to etcd has a deadline (Config.RequestTimeout), and none is made while
-// holding a lock that the TLS hot path takes.
+// thisUpdate and then status (ocspwire.Stamp), than the stored one, compared inside an etcd transaction, so a
+// slow node never overwrites a fresher answer (ErrStale). Every call to etcd has a deadline
+// (Config.RequestTimeout), and none is made while holding a lock that the TLS hot path takes.
 //
 // Nothing here may stop stapling. When etcd is unreachable, stores fail with errors (the stapler keeps its
 // responses in memory and writes them back when etcd returns), the Elector reports stapler.NoLeader about

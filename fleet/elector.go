@@ -22,9 +22,10 @@ import (
 // the fleet promises. A leader that resigns (Run's context ends) hands over at once.
 //
 // While etcd is unreachable the node's own lease runs out, as its client sees it, about one TTL after the
-// last renewal (plus the client's half-second check), and Role turns NoLeader, for the leader too: on the far side of a partition another node may have taken over. For the moment between the
-// old leader's lease running out at etcd and its client noticing, two nodes may both fetch; the newer-only
-// write (Store.PutResponse) keeps that harmless.
+// last renewal (plus the client's half-second check), and Role turns NoLeader, for the leader too: on the far
+// side of a partition another node may have taken over. For the moment between the old leader's lease running
+// out at etcd and its client noticing, two nodes may both fetch; the newer-only write (Store.PutResponse)
+// keeps that harmless.
 //
 // An Elector is safe for concurrent use; Run it once.
 type Elector struct {

@@ -44,18 +44,22 @@ func (s *NearStore) copyNear(key certs.Key, fleetErr error, write func() error) 
 	}
 }
 
+// PutCert writes c to the fleet's store, then to the near cache.
 func (s *NearStore) PutCert(key certs.Key, c cache.Cert) error {
 	err := s.Fleet.PutCert(key, c)
 	s.copyNear(key, err, func() error { return s.Near.PutCert(key, c) })
 	return err
 }
 
+// PutResponse writes r to the fleet's store, then, unless the fleet's store refused it as older or without
+// its certificate, to the near cache.
 func (s *NearStore) PutResponse(key certs.Key, r cache.Response) error {
 	err := s.Fleet.PutResponse(key, r)
 	s.copyNear(key, err, func() error { return s.Near.PutResponse(key, r) })
 	return err
 }
 
+// AddAttempt records a to the fleet's store and the near cache.
 func (s *NearStore) AddAttempt(key certs.Key, a cache.Attempt) error {
 	err := s.Fleet.AddAttempt(key, a)
 	s.copyNear(key, err, func() error { return s.Near.AddAttempt(key, a) })
@@ -67,10 +71,12 @@ func (s *NearStore) Remove(key certs.Key) error {
 	return errors.Join(s.Fleet.Remove(key), s.Near.Remove(key))
 }
 
+// Certs walks the near cache's certificates, for the warm start.
 func (s *NearStore) Certs(fn func(key certs.Key, c cache.Cert, err error) error) error {
 	return s.Near.Certs(fn)
 }
 
+// Responses walks the near cache's responses, for the warm start.
 func (s *NearStore) Responses(fn func(key certs.Key, r cache.Response, err error) error) error {
 	return s.Near.Responses(fn)
 }
@@ -80,6 +86,7 @@ func (s *NearStore) Histories(fn func(key certs.Key, h []cache.Attempt, err erro
 	return s.Near.Histories(fn)
 }
 
+// Cert reads key's certificate from the near cache, else from the fleet's store.
 func (s *NearStore) Cert(key certs.Key) (cache.Cert, error) {
 	c, err := s.Near.Cert(key)
 	if err != nil {
@@ -88,6 +95,7 @@ func (s *NearStore) Cert(key certs.Key) (cache.Cert, error) {
 	return c, nil
 }
 
+// History reads key's fetch history from the fleet's store (every node's attempts), else the near cache.
 func (s *NearStore) History(key certs.Key) ([]cache.Attempt, error) {
 	h, err := s.Fleet.History(key)
 	if err != nil {

@@ -9,9 +9,10 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"staple/atomicfile"
 	"strings"
 	"time"
+
+	"staple/atomicfile"
 
 	"staple/ocspwire"
 )

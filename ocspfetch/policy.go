@@ -89,9 +89,9 @@ func (p Policy) RefreshAt(r *Response, now time.Time, rnd func() float64) time.T
 // Backoff returns when to retry after the failures-th consecutive failure (1 for the first). With a valid
 // response held (validUntil, its expiry, after now) the delay is BackoffMin doubling up to BackoffMax, and
 // never more than a quarter of the time that response has left (nor less than BackoffUnstapledMin), so the
-// retries come closer as its expiry nears; with none held (validUntil zero or past) it is BackoffUnstapledMin doubling up to BackoffUnstapled.
-// Either is spread by ±Jitter. A responder's Retry-After (zero when absent) postpones the retry, but not
-// past that quarter of what the held response has left.
+// retries come closer as its expiry nears; with none held (validUntil zero or past) it is BackoffUnstapledMin
+// doubling up to BackoffUnstapled. Either is spread by ±Jitter. A responder's Retry-After (zero when absent)
+// postpones the retry, but not past that quarter of what the held response has left.
 func (p Policy) Backoff(failures int, now, validUntil time.Time, retryAfter time.Duration, rnd func() float64) time.Time {
 	first, limit := p.backoffMin(), p.backoffMax()
 	held := validUntil.After(now)

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"staple/ocspwire"
-
 	"github.com/rs/zerolog"
+
+	"staple/ocspwire"
 )
 
 // Defaults of the Responder's zero-valued fields.

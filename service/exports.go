@@ -58,8 +58,18 @@ func (x *exports) write(key certs.Key) {
 	}
 }
 
-// close writes what is queued and waits for it, or for ctx.
-func (x *exports) close(ctx context.Context) { x.queue.close(ctx) }
+// close writes what is queued and waits for it, and for the reload commands under way, or for ctx.
+func (x *exports) close(ctx context.Context) {
+	x.queue.close(ctx)
+	if x.sites == nil {
+		return
+	}
+	if set := x.sites(); set != nil {
+		for _, e := range set.exporters { // a reload under way finishes: the server reads the last export
+			e.wait(ctx)
+		}
+	}
+}
 
 // exportQueue writes exports off the stapler's event path: a new response marks its key, and one worker
 // writes the newest staple of each marked key, so a burst of updates to one certificate writes it once

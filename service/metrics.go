@@ -2,13 +2,14 @@ package service
 
 import (
 	"net/http"
-	"staple/admin"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"staple/admin"
 )
 
 // Reasons a handshake that asked for status got no staple, the values of the "reason" label.

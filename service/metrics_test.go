@@ -3,10 +3,11 @@ package service
 import (
 	"io"
 	"net/http/httptest"
-	"staple/admin"
 	"strings"
 	"testing"
 	"time"
+
+	"staple/admin"
 )
 
 func TestMetricsExposition(t *testing.T) {

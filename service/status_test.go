@@ -3,10 +3,11 @@ package service
 import (
 	"encoding/json"
 	"net/http/httptest"
-	"staple/admin"
 	"strings"
 	"testing"
 	"time"
+
+	"staple/admin"
 )
 
 func TestStatusPage(t *testing.T) {

@@ -192,8 +192,8 @@ func (s *Stapler) Flush() { s.persistBacklog() }
 // serving it, or an operator removed it). A certificate no Watch of this node references is forgotten in
 // memory, as Remove does, but storage is left alone (the record is gone from it already). One this node
 // watches is kept and its certificate and valid response written back to storage, so that the fleet's leader
-// keeps fetching it for the nodes that serve it and they staple it meanwhile; kept says which. An unknown key is ErrNotWatched (as a node's own removal
-// comes back by the watch).
+// keeps fetching it for the nodes that serve it and they staple it meanwhile; kept says which. An unknown key
+// is ErrNotWatched (as a node's own removal comes back by the watch).
 func (s *Stapler) Withdraw(key certs.Key) (kept bool, err error) {
 	now := s.now()
 	s.mu.Lock()

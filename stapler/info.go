@@ -186,8 +186,8 @@ func (s *Stapler) Entry(key certs.Key) (Info, bool) {
 // ErrUnhealthy is wrapped by Healthy's errors.
 var ErrUnhealthy = errors.New("stapler: unhealthy")
 
-// Healthy returns nil when every response held, and every watched certificate, has reached storage and every Must-Staple certificate can be
-// stapled; otherwise an error (wrapping ErrUnhealthy) that says what is wrong.
+// Healthy returns nil when every response held, and every watched certificate, has reached storage and every
+// Must-Staple certificate can be stapled; otherwise an error (wrapping ErrUnhealthy) that says what is wrong.
 func (s *Stapler) Healthy() error {
 	m := s.Metrics()
 	var problems []error

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+
 	"staple/cache"
 	"staple/certs"
 	"staple/ocspfetch"
-	"time"
 )
 
 // What an operator asks of the engine, from the command line or the admin API, whether a service runs or

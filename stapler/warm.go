@@ -3,6 +3,7 @@ package stapler
 import (
 	"fmt"
 	"maps"
+
 	"staple/cache"
 	"staple/certs"
 )

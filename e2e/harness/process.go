@@ -53,6 +53,7 @@ func (p *Process) Output() string {
 // Done is closed when the process has exited; Err is then what Wait returned.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
+// Err is how the process ended, once Done is closed.
 func (p *Process) Err() error { return p.err }
 
 // Start runs name with args; the process is killed at the end of the test if still running.

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"staple/ocspwire"
-
 	"golang.org/x/crypto/ocsp"
+
+	"staple/ocspwire"
 )
 
 func post(t *testing.T, c *http.Client, u string, der []byte) (*http.Response, []byte, error) {

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"staple/ocspwire"
-
 	"golang.org/x/crypto/ocsp"
+
+	"staple/ocspwire"
 )
 
 // x/crypto/ocsp is the independent parser the encoder is checked against, for what it supports.

@@ -138,13 +138,13 @@ func openCache(path string, reset bool, now func() time.Time, log zerolog.Logger
 		}
 		moved, rerr := cache.Reset(path, t)
 		if rerr != nil {
-			return nil, fmt.Errorf("service: --reset-cache: %w", rerr)
+			return nil, fmt.Errorf("state: --reset-cache: %w", rerr)
 		}
 		log.Warn().Str("moved_to", moved).Msg("the corrupt cache file was moved aside; starting with an empty cache")
 		st, err = cache.Open(path, cache.Options{Now: now})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("service: %w", err)
+		return nil, fmt.Errorf("state: %w", err)
 	}
 	return st, nil
 }
