@@ -41,21 +41,22 @@ type handshake struct {
 	ocspStaple    []byte // and returned this
 }
 
-// configForClient is the outer Config's GetConfigForClient: it picks the secure context by SNI (Node's
-// SNICallback) and returns a per-connection Config whose hooks are bound to this connection and its
-// handshake context. The ticket keys in force now are the ones this handshake uses.
+// configForClient is the outer Config's GetConfigForClient: it picks the secure context (SNICallback, then
+// the AddContext patterns, then the default) and returns a per-connection Config whose hooks are bound to
+// this connection and its handshake context. The ticket keys in force now are the ones this handshake uses.
 func (s *Server) configForClient(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 	rc, ok := chi.Conn.(*rawConn)
 	if !ok {
 		return nil, errForeignConn
 	}
 	h := &rc.c.hs
-	var contexts []*secureContext
-	if cs := s.contexts.Load(); cs != nil {
-		contexts = *cs
-	}
-	h.sc = match(contexts, chi.ServerName, s.def.Load())
 	h.ctx = chi.Context()
+	sc, err := s.contextFor(h.ctx, chi.ServerName)
+	if err != nil {
+		h.raw.Close() // Node destroys the socket: no alert (crypto/tls would send internal_error)
+		return nil, err
+	}
+	h.sc = sc
 	h.keys = s.keys.Load()
 	h.ems = slices.Contains(chi.Extensions, extExtendedMasterSecret)
 	h.suites = chi.CipherSuites
@@ -69,6 +70,29 @@ func (s *Server) configForClient(chi *tls.ClientHelloInfo) (*tls.Config, error) 
 	pc.WrapSession = h.wrapSession
 	pc.UnwrapSession = h.unwrapSession
 	return pc, nil
+}
+
+// contextFor returns the secure context for an SNI server name: SNICallback's, else the most recently added
+// matching one, else the default. Without a name neither SNICallback nor the patterns are consulted.
+func (s *Server) contextFor(ctx context.Context, serverName string) (*secureContext, error) {
+	if s.SNICallback != nil && serverName != "" {
+		sc, err := s.SNICallback(ctx, serverName)
+		if err != nil {
+			return nil, &HookError{Hook: "SNICallback", Err: err}
+		}
+		if sc != nil {
+			x, err := s.install(sc)
+			if err != nil {
+				return nil, &HookError{Hook: "SNICallback", Err: err}
+			}
+			return x, nil
+		}
+	}
+	var contexts []*secureContext
+	if cs := s.contexts.Load(); cs != nil {
+		contexts = *cs
+	}
+	return match(contexts, serverName, s.def.Load()), nil
 }
 
 // getCertificate returns the secure context's certificate; when the client asked for status and the

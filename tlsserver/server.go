@@ -32,10 +32,37 @@ const DefaultSessionTimeout = 300 * time.Second
 // gives up at the deadline even if a hook does not return: the connection is then closed and reported to
 // ClientError from the deadline's timer, and the hook's late result is discarded.
 type Server struct {
-	// SecureContext is the default secure context (the key, cert, ca, ALPNProtocols, requestCert and
-	// rejectUnauthorized options of Node's tls.createServer): used when the client sent no SNI name or
-	// no AddContext pattern matches it. Listen and Serve return ErrNoCertificate when it is nil.
+	// SecureContext is the default secure context (the key, cert and ca options of Node's
+	// tls.createServer): used when the client sent no SNI name, or neither SNICallback nor an AddContext
+	// pattern gave one for it. Listen and Serve return ErrNoCertificate when it is nil.
 	SecureContext *SecureContext
+
+	// RequestCert asks every client for a certificate (Node's requestCert), whichever secure context its
+	// handshake chose; the certificate is verified against that context's CA. A context's ClientAuth
+	// overrides it (a Go extension). false asks for none.
+	RequestCert bool
+
+	// AllowUnauthorized, with RequestCert, lets a client whose certificate did not verify, or who sent
+	// none, through to SecureConnection (Node's rejectUnauthorized: false), in every context without its
+	// own ClientAuth. false, Node's default, rejects it: see ClientAuth.AllowUnauthorized.
+	AllowUnauthorized bool
+
+	// ALPNProtocols lists the application protocols offered in every context, most preferred first
+	// (Node's ALPNProtocols). A client whose list shares none with it gets a no_application_protocol alert
+	// and ClientError gets ErrNoApplicationProtocol (crypto/tls lets a client that offers only http/1.1
+	// in without ALPN when "h2" is offered: trap T12). A context's ALPNProtocols overrides it. nil means no
+	// ALPN: Conn.ALPNProtocol reports "" (Node's false).
+	ALPNProtocols []string
+
+	// SNICallback, if not nil, chooses the secure context for a client that sent an SNI server name
+	// (Node's SNICallback option); it is not called without one. The context it returns is installed for
+	// this handshake (it is parsed each time: return the same few values rather than new ones); nil means
+	// it has none for the name, and the AddContext patterns then the default context are tried, so that
+	// the two compose (in Node an SNICallback replaces the addContext lookup). Its OCSPRequest, client
+	// certificate and ALPN are the returned context's. An error destroys the connection with no alert and
+	// goes to ClientError as a *HookError. It runs on the connection's goroutine with the handshake's
+	// context, like the other hooks.
+	SNICallback func(ctx context.Context, serverName string) (*SecureContext, error)
 
 	// TLSConfig, if not nil, supplies the rest of the TLS configuration (MinVersion, MaxVersion,
 	// CipherSuites, CurvePreferences, KeyLogWriter, SessionTicketsDisabled, …); it is cloned when the
@@ -197,17 +224,17 @@ func (s *Server) start(l net.Listener) (*run, error) {
 	if s.run != nil {
 		return nil, ErrAlreadyListening
 	}
-	def, err := install(s.SecureContext, s.TLSConfig)
+	def, err := s.install(s.SecureContext)
 	if err != nil {
 		return nil, err
 	}
 	s.def.Store(def)
-	if cs := s.contexts.Load(); cs != nil {
-		rebased := make([]*secureContext, len(*cs))
+	if cs := s.contexts.Load(); cs != nil { // added before the server's options were final
+		rebuilt := make([]*secureContext, len(*cs))
 		for i, x := range *cs {
-			rebased[i] = x.rebase(s.TLSConfig)
+			rebuilt[i] = s.rebuilt(x)
 		}
-		s.contexts.Store(&rebased)
+		s.contexts.Store(&rebuilt)
 	}
 	outer := &tls.Config{}
 	if s.TLSConfig != nil {
@@ -370,7 +397,7 @@ func (s *Server) AddContext(hostname string, sc *SecureContext) error {
 	if err != nil {
 		return err
 	}
-	x, err := install(sc, s.TLSConfig)
+	x, err := s.install(sc)
 	if err != nil {
 		return fmt.Errorf("tlsserver: context %q: %w", hostname, err)
 	}
@@ -399,7 +426,7 @@ type HostContext struct {
 // contexts are added in order, so the last one that matches wins, as with AddContext. Nothing changes when
 // one of them is invalid. It also sets the SecureContext field, so that a later Listen serves def.
 func (s *Server) SetContexts(def *SecureContext, named []HostContext) error {
-	d, err := install(def, s.TLSConfig)
+	d, err := s.install(def)
 	if err != nil {
 		return err
 	}
@@ -409,7 +436,7 @@ func (s *Server) SetContexts(def *SecureContext, named []HostContext) error {
 		if err != nil {
 			return err
 		}
-		x, err := install(hc.Context, s.TLSConfig)
+		x, err := s.install(hc.Context)
 		if err != nil {
 			return fmt.Errorf("tlsserver: context %q: %w", hc.Hostname, err)
 		}
