@@ -20,6 +20,9 @@ const DefaultHandshakeTimeout = 120 * time.Second
 // DefaultSessionTimeout is Node's sessionTimeout default.
 const DefaultSessionTimeout = 300 * time.Second
 
+// DefaultSessionStoreTimeout is how long a handshake waits for a NewSession or ResumeSession call by default.
+const DefaultSessionStoreTimeout = time.Second
+
 // Server is a TLS server with the API of Node's tls.Server. Its exported fields are its options and hooks:
 // set them before Listen or Serve and do not change them afterwards. Its methods are safe for concurrent use.
 //
@@ -113,20 +116,51 @@ type Server struct {
 	// NewSession and ResumeSession keep TLS sessions in an external store (Node's 'newSession' and
 	// 'resumeSession'). When either is set, tickets carry only a 32-byte session ID and the session itself
 	// (crypto/tls's SessionState encoding, which holds the master secret) goes to NewSession; when both
-	// are nil, tickets hold the session encrypted under the ticket keys.
+	// are nil, tickets hold the session encrypted under the ticket keys. Either way a session resumes only
+	// under the ticket keys it was issued under (or the previous ones, after RotateTicketKeys) and the same
+	// SessionIDContext: SetTicketKeys ends every earlier session, as in Node.
+	//
+	// The store is never a hard dependency: each call waits at most SessionStoreTimeout; a call that fails
+	// or runs out of time is reported once to SessionStoreError and the handshake goes on without it (a
+	// full handshake for a lookup; for a session not stored, a ticket that holds the session itself). A
+	// store error never reaches ClientError and never fails a handshake; Node destroys the socket on
+	// cb(err) and waits for a hanging store until the handshake timeout.
+	//
+	// TLS 1.2 clients that refuse tickets (openssl s_client -no_ticket, some embedded stacks) never resume:
+	// crypto/tls's TLS 1.2 server has no session-ID cache, so a session always travels in a ticket (with a
+	// store, the ticket is the session ID), where Node, through OpenSSL, resumes such clients by session
+	// ID. What to do: prefer TLS 1.3, whose every client resumes through tickets (PSK identities); or let
+	// the client take tickets; where ID-only TLS 1.2 clients must resume, terminate them in front with
+	// OpenSSL (nginx, HAProxy). See docs/node-tls-mapping.md, trap T4.
 	//
 	// NewSession is called when the handshake has a session to store; the handshake waits for it (no
-	// data flows until it returns), and an error drops the connection with no alert. Go's TLS 1.2 has
-	// no session-ID cache, so sessions are always carried by tickets: clients that refuse tickets do not
-	// resume. On TLS 1.2 resumption the client keeps its ID and NewSession is not called; TLS 1.3 issues
-	// one new session per handshake, resumed or not, before SecureConnection (Node: two, after).
+	// data flows until it returns or SessionStoreTimeout passes). On TLS 1.2 resumption the client keeps
+	// its ID and NewSession is not called; TLS 1.3 issues one new session per handshake, resumed or not,
+	// before SecureConnection (Node: two, after).
 	NewSession func(ctx context.Context, id, data []byte) error
 
 	// ResumeSession looks up a session ID a client presented (see NewSession). It returns the data given
-	// to NewSession, or nil when not found, and the handshake goes on in full. An error drops the
-	// connection with no alert. Data that no longer parses, or is older than SessionTimeout, counts as
-	// not found.
+	// to NewSession, or nil when not found, and the handshake goes on in full. Data that no longer parses,
+	// is older than SessionTimeout, or was issued under other ticket keys or another SessionIDContext
+	// counts as not found.
 	ResumeSession func(ctx context.Context, id []byte) ([]byte, error)
+
+	// SessionStoreTimeout bounds each NewSession and ResumeSession call. Zero means
+	// DefaultSessionStoreTimeout (1 s); a negative value means only the handshake timeout bounds them.
+	// The hook's context ends at the bound; a hook that ignores it keeps running on its own goroutine and
+	// its late result is discarded.
+	SessionStoreTimeout time.Duration
+
+	// SessionStoreError, if not nil, is told each NewSession or ResumeSession call that failed or ran out
+	// of time, once, as a *HookError (wrapping ErrSessionStoreTimeout for the latter). It runs on the
+	// connection's goroutine; the handshake carries on. nil ignores them. Session bytes are never part of
+	// the error.
+	SessionStoreError func(err error)
+
+	// SessionIDContext binds sessions to a context (Node's sessionIdContext): a session issued under one
+	// value never resumes under another, also between servers that share ticket keys or a store. "" is a
+	// context of its own (Node's default is a hash of the process's arguments).
+	SessionIDContext string
 
 	// TicketKeyStore, if not nil, persists the session ticket keys: they are loaded the first time they
 	// are needed (or made and saved when none are stored), and saved by SetTicketKeys and
@@ -459,6 +493,16 @@ func (s *Server) handshakeTimeout() time.Duration {
 		return 0
 	}
 	return s.HandshakeTimeout
+}
+
+func (s *Server) sessionStoreTimeout() time.Duration {
+	switch {
+	case s.SessionStoreTimeout == 0:
+		return DefaultSessionStoreTimeout
+	case s.SessionStoreTimeout < 0:
+		return 0
+	}
+	return s.SessionStoreTimeout
 }
 
 func (s *Server) sessionTimeout() time.Duration {
