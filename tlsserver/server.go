@@ -99,8 +99,10 @@ type Server struct {
 	// ClientError is called with every error that ends a connection before SecureConnection (Node's
 	// 'clientError', renamed 'tlsClientError' in Node 6): the peer closing (io.EOF), bytes that are not
 	// TLS (tls.RecordHeaderError), a client alert (*PeerAlertError), the handshake timeout
-	// (ErrHandshakeTimeout), a hook's error (*HookError), an unverified client certificate
-	// (*UnauthorizedError), and crypto/tls's own handshake errors. c is closed; its RemoteAddr is still
+	// (ErrHandshakeTimeout), no ALPN protocol in common (ErrNoApplicationProtocol), no client certificate
+	// where one is required (ErrNoClientCertificate), an OCSPRequest or SNICallback error (*HookError), an
+	// unverified client certificate (*UnauthorizedError), and crypto/tls's own handshake errors (no common
+	// version, cipher suite or curve), which carry no type. c is closed; its RemoteAddr is still
 	// valid. It runs on the connection's goroutine, except for ErrHandshakeTimeout, which comes from the
 	// deadline's timer while a hook may still hold the connection's goroutine. nil ignores them.
 	ClientError func(c *Conn, err error)
