@@ -488,31 +488,24 @@ func (s *Server) SetContexts(def *SecureContext, named []HostContext) error {
 }
 
 func (s *Server) handshakeTimeout() time.Duration {
-	switch {
-	case s.HandshakeTimeout == 0:
-		return DefaultHandshakeTimeout
-	case s.HandshakeTimeout < 0:
-		return 0
-	}
-	return s.HandshakeTimeout
+	return durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
 }
 
 func (s *Server) sessionStoreTimeout() time.Duration {
-	switch {
-	case s.SessionStoreTimeout == 0:
-		return DefaultSessionStoreTimeout
-	case s.SessionStoreTimeout < 0:
-		return 0
-	}
-	return s.SessionStoreTimeout
+	return durationOr(s.SessionStoreTimeout, DefaultSessionStoreTimeout)
 }
 
 func (s *Server) sessionTimeout() time.Duration {
+	return durationOr(s.SessionTimeout, DefaultSessionTimeout)
+}
+
+// durationOr is a duration setting as the Server's fields read: zero means def, negative means none (0).
+func durationOr(d, def time.Duration) time.Duration {
 	switch {
-	case s.SessionTimeout == 0:
-		return DefaultSessionTimeout
-	case s.SessionTimeout < 0:
+	case d == 0:
+		return def
+	case d < 0:
 		return 0
 	}
-	return s.SessionTimeout
+	return d
 }

@@ -108,6 +108,22 @@ func (f *fixture) bubbleConfig(v uint16) *tls.Config {
 	return cfg
 }
 
+// serveWithSession hooks rec to srv, serves srv on a pipe and returns a client configuration with a session
+// cache; primed, it first completes one handshake, so that the client holds a session to offer.
+func serveWithSession(t *testing.T, f *fixture, srv *Server, rec *recorder, v uint16, primed bool) (*pipeListener, func(), *tls.Config) {
+	t.Helper()
+	rec.hook(srv)
+	l, stop := servePipe(t, srv)
+	cfg := f.bubbleConfig(v)
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	if primed {
+		done, _ := clientHandshake(t, l, cfg)
+		must(t, <-done)
+		rec.nextSecure(t)
+	}
+	return l, stop, cfg
+}
+
 // TestHandshakeTimeoutDefault checks Node's default handshakeTimeout, 120 s, on a fake clock.
 func TestHandshakeTimeoutDefault(t *testing.T) {
 	f := newFixture(t, testpki.ECDSAP256)
@@ -160,15 +176,9 @@ func TestHooksGiveUpAtDeadline(t *testing.T) {
 					case "NewSession":
 						srv.NewSession = func(context.Context, []byte, []byte) error { block(); return nil }
 					}
-					rec.hook(srv)
-					l, stop := servePipe(t, srv)
+					l, stop, cfg := serveWithSession(t, f, srv, rec, v, hook == "ResumeSession")
 					defer stop()
-					cfg := f.bubbleConfig(v)
-					cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 					if hook == "ResumeSession" {
-						done, _ := clientHandshake(t, l, cfg)
-						must(t, <-done)
-						rec.nextSecure(t)
 						srv.ResumeSession = func(context.Context, []byte) ([]byte, error) { block(); return nil, nil }
 					}
 					start := time.Now()
@@ -208,15 +218,9 @@ func TestSessionStoreBoundedWait(t *testing.T) {
 					store := &MemorySessionStore{}
 					srv := &Server{SecureContext: f.context(f.leaf), NewSession: store.NewSession, ResumeSession: store.ResumeSession,
 						SessionStoreTimeout: 2 * time.Second, SessionStoreError: func(err error) { reports <- err }}
-					rec.hook(srv)
-					l, stop := servePipe(t, srv)
+					l, stop, cfg := serveWithSession(t, f, srv, rec, v, hook == "ResumeSession")
 					defer stop()
-					cfg := f.bubbleConfig(v)
-					cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 					if hook == "ResumeSession" {
-						done, _ := clientHandshake(t, l, cfg)
-						must(t, <-done)
-						rec.nextSecure(t)
 						srv.ResumeSession = func(context.Context, []byte) ([]byte, error) { <-stuck; return nil, nil }
 					} else {
 						srv.NewSession = func(context.Context, []byte, []byte) error { <-stuck; return nil }
