@@ -53,7 +53,10 @@ func LoadFile(path string) (*Bundle, error) {
 // PKCS#1, "EC PRIVATE KEY" SEC1; RSA, ECDSA and Ed25519) from data, in any order. "EC PARAMETERS" blocks are
 // skipped. Encrypted keys, CSRs and other blocks are errors naming the file and the block. Data holding no
 // PEM at all is tried as one DER certificate. name is used in errors.
-func ParsePEM(data []byte, name string) (*Bundle, error) {
+func ParsePEM(data []byte, name string) (*Bundle, error) { return parsePEM(data, name, nil) }
+
+// parsePEM is ParsePEM; decrypt, if not nil, turns an encrypted key's block into a plain one.
+func parsePEM(data []byte, name string, decrypt func(*pem.Block, int) (*pem.Block, error)) (*Bundle, error) {
 	b := &Bundle{Name: name}
 	rest := data
 	blocks := 0
@@ -64,6 +67,12 @@ func ParsePEM(data []byte, name string) (*Bundle, error) {
 			break
 		}
 		blocks++
+		if decrypt != nil && encrypted(block) {
+			var err error
+			if block, err = decrypt(block, blocks); err != nil {
+				return nil, err
+			}
+		}
 		if err := b.add(block, blocks); err != nil {
 			return nil, err
 		}
@@ -82,7 +91,7 @@ func ParsePEM(data []byte, name string) (*Bundle, error) {
 }
 
 func (b *Bundle) add(block *pem.Block, n int) error {
-	if block.Headers["Proc-Type"] == "4,ENCRYPTED" || block.Type == "ENCRYPTED PRIVATE KEY" {
+	if encrypted(block) {
 		return fmt.Errorf("%w: %s (PEM block %d)", ErrEncryptedKey, b.Name, n)
 	}
 	switch block.Type {

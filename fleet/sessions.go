@@ -21,7 +21,9 @@ import (
 // stored within one lease window (a tenth of the TTL, at least a second) share a lease granted for the
 // TTL plus the window, so etcd makes one lease per window, not one per session, and deletes every session
 // between TTL and TTL plus a window after it was stored. ResumeSession refuses a session past its own
-// expiry, so the TTL holds to the second.
+// expiry, so the TTL holds to the second. A session resumes only on nodes that hold the ticket keys it was
+// issued under (tlsserver binds sessions to them, so that new keys end every earlier session): share them
+// with TicketKeys.
 //
 // A handshake never fails because of the fleet: when etcd cannot be reached, NewSession drops the session
 // (the client will make a full handshake) and ResumeSession answers "not found"; both are counted in Stats.

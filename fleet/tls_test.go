@@ -195,7 +195,10 @@ func TestSessionsAcrossNodes(t *testing.T) {
 			sizes.Store(len(data), true)
 			return s.NewSession(ctx, id, data)
 		}
-		addrs = append(addrs, f.serve(t, &tlsserver.Server{NewSession: store, ResumeSession: s.ResumeSession, SessionTimeout: ttl}))
+		// The nodes share ticket keys, as staple serve's do: a session resumes only under the keys it was
+		// issued under, in a store as in a ticket.
+		addrs = append(addrs, f.serve(t, &tlsserver.Server{NewSession: store, ResumeSession: s.ResumeSession, SessionTimeout: ttl,
+			TicketKeyStore: NewTicketKeys(connect(t, cfg), cfg)}))
 	}
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		c := f.client(v)

@@ -96,11 +96,12 @@ func loadSite(cfg *config.Config, i int, log zerolog.Logger) (*site, error) {
 		return nil, cfg.Errorf(name+".cert", "%v", err)
 	}
 	st := &site{cfg: sc, name: name, chain: chain}
+	// Each site has its own client-certificate policy: tlsserver's per-context override (in Node, and in
+	// tlsserver without it, requestCert and rejectUnauthorized are the server's, for every name).
 	ctx := &tlsserver.SecureContext{
-		Certificate:       &tc,
-		ALPNProtocols:     sc.ALPN,
-		RequestCert:       sc.RequestCert,
-		AllowUnauthorized: !sc.RejectUnauthorized,
+		Certificate:   &tc,
+		ALPNProtocols: sc.ALPN,
+		ClientAuth:    &tlsserver.ClientAuth{RequestCert: sc.RequestCert, AllowUnauthorized: !sc.RejectUnauthorized},
 	}
 	if sc.ClientCA != "" {
 		b, err := certs.LoadFile(sc.ClientCA)

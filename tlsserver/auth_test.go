@@ -109,15 +109,15 @@ func TestClientCertificates(t *testing.T) {
 	selfCert, selfKey := writeLeaf(t, f.dir, "self", self)
 	selfTLS := self.TLSCertificate()
 	clientTLS := f.client.TLSCertificate()
-	sc := func(allow bool) *SecureContext {
+	sc := func() *SecureContext {
 		c := f.context(f.leaf)
-		c.CA, c.RequestCert, c.AllowUnauthorized = []*x509.Certificate{f.root.Cert}, true, allow
+		c.CA = []*x509.Certificate{f.root.Cert}
 		return c
 	}
 
 	t.Run("allow unauthorized", func(t *testing.T) {
 		rec := newRecorder()
-		srv := &Server{SecureContext: sc(true)}
+		srv := &Server{SecureContext: sc(), RequestCert: true, AllowUnauthorized: true}
 		rec.hook(srv)
 		addr, port := start(t, srv)
 		cases := []struct {
@@ -167,7 +167,7 @@ func TestClientCertificates(t *testing.T) {
 
 	t.Run("reject unauthorized", func(t *testing.T) {
 		rec := newRecorder()
-		srv := &Server{SecureContext: sc(false)}
+		srv := &Server{SecureContext: sc(), RequestCert: true}
 		rec.hook(srv)
 		addr, port := start(t, srv)
 		for _, v := range versions {
@@ -188,8 +188,8 @@ func TestClientCertificates(t *testing.T) {
 				if r := sClient(t, addr, f, sslFlag(v), "-servername", "localhost"); r.hello {
 					t.Errorf("openssl without a certificate got through:\n%s", r.out)
 				}
-				if e := rec.nextError(t); e.err == nil {
-					t.Error("no ClientError")
+				if e := rec.nextError(t); !errors.Is(e.err, ErrNoClientCertificate) {
+					t.Errorf("ClientError got %v, want ErrNoClientCertificate", e.err)
 				}
 				// A self-signed certificate: the handshake completes, then the connection is closed.
 				if r := sClient(t, addr, f, sslFlag(v), "-servername", "localhost", "-cert", selfCert, "-key", selfKey); r.hello {

@@ -88,10 +88,7 @@ func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
 	defer s.connEnded()
 	defer c.Close()
 	if err != nil {
-		if a, ok := peerAlert(err); ok {
-			err = a
-		}
-		s.clientError(c, err)
+		s.clientError(c, classify(err))
 		return
 	}
 	sc := c.hs.sc

@@ -3,7 +3,9 @@ package tlsserver
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"sync"
 )
 
@@ -29,12 +31,25 @@ var (
 	// ErrHandshakeTimeout is given to ClientError when the handshake did not finish within
 	// HandshakeTimeout, including when a hook was still running (Node's ERR_TLS_HANDSHAKE_TIMEOUT).
 	ErrHandshakeTimeout = errors.New("tlsserver: TLS handshake timeout")
+	// ErrSessionStoreTimeout is wrapped in the *HookError given to SessionStoreError when a NewSession or
+	// ResumeSession call did not return within SessionStoreTimeout.
+	ErrSessionStoreTimeout = errors.New("tlsserver: session store did not answer in time")
+	// ErrNoApplicationProtocol is given to ClientError, wrapping crypto/tls's error, when the client's ALPN
+	// protocols share none with the context's and the client got a no_application_protocol alert (Node's
+	// ERR_SSL_NO_APPLICATION_PROTOCOL).
+	ErrNoApplicationProtocol = errors.New("tlsserver: no application protocol in common with the client")
+	// ErrNoClientCertificate is given to ClientError, wrapping crypto/tls's error, when a context that
+	// rejects unauthorized clients asked for a certificate and the client sent none (Node's
+	// ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE).
+	ErrNoClientCertificate = errors.New("tlsserver: client sent no certificate")
 )
 
-// HookError is given to ClientError when a hook (OCSPRequest, NewSession, ResumeSession) returned an
-// error and the connection was therefore dropped without an alert. It unwraps to the hook's error.
+// HookError is given to ClientError when a hook (OCSPRequest, SNICallback) returned an error and the
+// connection was therefore dropped without an alert, and to SessionStoreError when a session store hook
+// (NewSession, ResumeSession) failed or ran out of time and the handshake went on without it. It unwraps to
+// the hook's error.
 type HookError struct {
-	// Hook names the hook: "OCSPRequest", "NewSession" or "ResumeSession".
+	// Hook names the hook: "OCSPRequest", "SNICallback", "NewSession" or "ResumeSession".
 	Hook string
 	// Err is what the hook returned.
 	Err error
@@ -76,6 +91,22 @@ type PeerAlertError struct {
 func (e *PeerAlertError) Error() string { return "tlsserver: client sent alert: " + e.Alert.Error() }
 
 func (e *PeerAlertError) Unwrap() error { return e.Err }
+
+// classify gives a failed handshake's error the type ClientError documents: a client's alert, no common
+// ALPN protocol, no client certificate; other errors are returned as they are. crypto/tls's errors for the
+// last two carry no type, only these texts.
+func classify(err error) error {
+	if a, ok := peerAlert(err); ok {
+		return a
+	}
+	switch msg := err.Error(); {
+	case strings.HasPrefix(msg, "tls: client requested unsupported application protocols"):
+		return fmt.Errorf("%w: %w", ErrNoApplicationProtocol, err)
+	case msg == "tls: client didn't provide a certificate":
+		return fmt.Errorf("%w: %w", ErrNoClientCertificate, err)
+	}
+	return err
+}
 
 // peerAlert recognises crypto/tls's "remote error" (a *net.OpError around its unexported alert type) by the
 // alert's text, the same as tls.AlertError's, and returns it as a *PeerAlertError.

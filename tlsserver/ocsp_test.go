@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"staple/internal/testpki"
 )
@@ -169,14 +170,20 @@ func TestOCSPRequestError(t *testing.T) {
 	}
 }
 
-// TestOCSPRequestIssuer checks the issuer given to OCSPRequest for each way a context can hold it, as Node
-// chooses it: from the chain, from the context's CA, none for a lone leaf or a self-signed one.
+// TestOCSPRequestIssuer checks the issuer given to OCSPRequest for each way a context can hold it, as Node 20
+// chooses it: from the chain, from the context's CA, none for a lone leaf; a self-signed leaf is its own
+// issuer when its chain or CA holds it (as measured: node, OCSPRequest with cert and ca the same file), and
+// has none otherwise.
 func TestOCSPRequestIssuer(t *testing.T) {
 	f := newFixture(t, testpki.ECDSAP256)
 	self := testpki.NewRoot(t, "localhost", testpki.ECDSAP256)
 	leafOnly := f.leaf.TLSCertificate()
 	leafOnly.Certificate = leafOnly.Certificate[:1]
 	selfCert := tls.Certificate{Certificate: [][]byte{self.Cert.Raw}, PrivateKey: self.Key}
+	selfTwice := tls.Certificate{Certificate: [][]byte{self.Cert.Raw, self.Cert.Raw}, PrivateKey: self.Key}
+	now := time.Now()
+	selfLeaf := selfSignedLeaf(t, now.Add(-time.Hour), now.Add(time.Hour)) // not a CA
+	selfLeafCert := selfLeaf.TLSCertificate()
 	chain := f.leaf.TLSCertificate()
 	tests := []struct {
 		name string
@@ -186,7 +193,10 @@ func TestOCSPRequestIssuer(t *testing.T) {
 		{"chain", &SecureContext{Certificate: &chain}, f.inter.Cert},
 		{"leaf and ca", &SecureContext{Certificate: &leafOnly, CA: []*x509.Certificate{f.root.Cert, f.inter.Cert}}, f.inter.Cert},
 		{"leaf only", &SecureContext{Certificate: &leafOnly}, nil},
-		{"self-signed", &SecureContext{Certificate: &selfCert, CA: []*x509.Certificate{self.Cert}}, nil},
+		{"self-signed", &SecureContext{Certificate: &selfCert}, nil},
+		{"self-signed in ca", &SecureContext{Certificate: &selfCert, CA: []*x509.Certificate{self.Cert}}, self.Cert},
+		{"self-signed in chain", &SecureContext{Certificate: &selfTwice}, self.Cert},
+		{"self-signed leaf in ca", &SecureContext{Certificate: &selfLeafCert, CA: []*x509.Certificate{selfLeaf.Cert}}, selfLeaf.Cert},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

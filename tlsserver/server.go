@@ -20,6 +20,9 @@ const DefaultHandshakeTimeout = 120 * time.Second
 // DefaultSessionTimeout is Node's sessionTimeout default.
 const DefaultSessionTimeout = 300 * time.Second
 
+// DefaultSessionStoreTimeout is how long a handshake waits for a NewSession or ResumeSession call by default.
+const DefaultSessionStoreTimeout = time.Second
+
 // Server is a TLS server with the API of Node's tls.Server. Its exported fields are its options and hooks:
 // set them before Listen or Serve and do not change them afterwards. Its methods are safe for concurrent use.
 //
@@ -32,10 +35,37 @@ const DefaultSessionTimeout = 300 * time.Second
 // gives up at the deadline even if a hook does not return: the connection is then closed and reported to
 // ClientError from the deadline's timer, and the hook's late result is discarded.
 type Server struct {
-	// SecureContext is the default secure context (the key, cert, ca, ALPNProtocols, requestCert and
-	// rejectUnauthorized options of Node's tls.createServer): used when the client sent no SNI name or
-	// no AddContext pattern matches it. Listen and Serve return ErrNoCertificate when it is nil.
+	// SecureContext is the default secure context (the key, cert and ca options of Node's
+	// tls.createServer): used when the client sent no SNI name, or neither SNICallback nor an AddContext
+	// pattern gave one for it. Listen and Serve return ErrNoCertificate when it is nil.
 	SecureContext *SecureContext
+
+	// RequestCert asks every client for a certificate (Node's requestCert), whichever secure context its
+	// handshake chose; the certificate is verified against that context's CA. A context's ClientAuth
+	// overrides it (a Go extension). false asks for none.
+	RequestCert bool
+
+	// AllowUnauthorized, with RequestCert, lets a client whose certificate did not verify, or who sent
+	// none, through to SecureConnection (Node's rejectUnauthorized: false), in every context without its
+	// own ClientAuth. false, Node's default, rejects it: see ClientAuth.AllowUnauthorized.
+	AllowUnauthorized bool
+
+	// ALPNProtocols lists the application protocols offered in every context, most preferred first
+	// (Node's ALPNProtocols). A client whose list shares none with it gets a no_application_protocol alert
+	// and ClientError gets ErrNoApplicationProtocol (crypto/tls lets a client that offers only http/1.1
+	// in without ALPN when "h2" is offered: trap T12). A context's ALPNProtocols overrides it. nil means no
+	// ALPN: Conn.ALPNProtocol reports "" (Node's false).
+	ALPNProtocols []string
+
+	// SNICallback, if not nil, chooses the secure context for a client that sent an SNI server name
+	// (Node's SNICallback option); it is not called without one. The context it returns is installed for
+	// this handshake (it is parsed each time: return the same few values rather than new ones); nil means
+	// it has none for the name, and the AddContext patterns then the default context are tried, so that
+	// the two compose (in Node an SNICallback replaces the addContext lookup). Its OCSPRequest, client
+	// certificate and ALPN are the returned context's. An error destroys the connection with no alert and
+	// goes to ClientError as a *HookError. It runs on the connection's goroutine with the handshake's
+	// context, like the other hooks.
+	SNICallback func(ctx context.Context, serverName string) (*SecureContext, error)
 
 	// TLSConfig, if not nil, supplies the rest of the TLS configuration (MinVersion, MaxVersion,
 	// CipherSuites, CurvePreferences, KeyLogWriter, SessionTicketsDisabled, …); it is cloned when the
@@ -69,8 +99,10 @@ type Server struct {
 	// ClientError is called with every error that ends a connection before SecureConnection (Node's
 	// 'clientError', renamed 'tlsClientError' in Node 6): the peer closing (io.EOF), bytes that are not
 	// TLS (tls.RecordHeaderError), a client alert (*PeerAlertError), the handshake timeout
-	// (ErrHandshakeTimeout), a hook's error (*HookError), an unverified client certificate
-	// (*UnauthorizedError), and crypto/tls's own handshake errors. c is closed; its RemoteAddr is still
+	// (ErrHandshakeTimeout), no ALPN protocol in common (ErrNoApplicationProtocol), no client certificate
+	// where one is required (ErrNoClientCertificate), an OCSPRequest or SNICallback error (*HookError), an
+	// unverified client certificate (*UnauthorizedError), and crypto/tls's own handshake errors (no common
+	// version, cipher suite or curve), which carry no type. c is closed; its RemoteAddr is still
 	// valid. It runs on the connection's goroutine, except for ErrHandshakeTimeout, which comes from the
 	// deadline's timer while a hook may still hold the connection's goroutine. nil ignores them.
 	ClientError func(c *Conn, err error)
@@ -86,20 +118,51 @@ type Server struct {
 	// NewSession and ResumeSession keep TLS sessions in an external store (Node's 'newSession' and
 	// 'resumeSession'). When either is set, tickets carry only a 32-byte session ID and the session itself
 	// (crypto/tls's SessionState encoding, which holds the master secret) goes to NewSession; when both
-	// are nil, tickets hold the session encrypted under the ticket keys.
+	// are nil, tickets hold the session encrypted under the ticket keys. Either way a session resumes only
+	// under the ticket keys it was issued under (or the previous ones, after RotateTicketKeys) and the same
+	// SessionIDContext: SetTicketKeys ends every earlier session, as in Node.
+	//
+	// The store is never a hard dependency: each call waits at most SessionStoreTimeout; a call that fails
+	// or runs out of time is reported once to SessionStoreError and the handshake goes on without it (a
+	// full handshake for a lookup; for a session not stored, a ticket that holds the session itself). A
+	// store error never reaches ClientError and never fails a handshake; Node destroys the socket on
+	// cb(err) and waits for a hanging store until the handshake timeout.
+	//
+	// TLS 1.2 clients that refuse tickets (openssl s_client -no_ticket, some embedded stacks) never resume:
+	// crypto/tls's TLS 1.2 server has no session-ID cache, so a session always travels in a ticket (with a
+	// store, the ticket is the session ID), where Node, through OpenSSL, resumes such clients by session
+	// ID. What to do: prefer TLS 1.3, whose every client resumes through tickets (PSK identities); or let
+	// the client take tickets; where ID-only TLS 1.2 clients must resume, terminate them in front with
+	// OpenSSL (nginx, HAProxy). See docs/node-tls-mapping.md, trap T4.
 	//
 	// NewSession is called when the handshake has a session to store; the handshake waits for it (no
-	// data flows until it returns), and an error drops the connection with no alert. Go's TLS 1.2 has
-	// no session-ID cache, so sessions are always carried by tickets: clients that refuse tickets do not
-	// resume. On TLS 1.2 resumption the client keeps its ID and NewSession is not called; TLS 1.3 issues
-	// one new session per handshake, resumed or not, before SecureConnection (Node: two, after).
+	// data flows until it returns or SessionStoreTimeout passes). On TLS 1.2 resumption the client keeps
+	// its ID and NewSession is not called; TLS 1.3 issues one new session per handshake, resumed or not,
+	// before SecureConnection (Node: two, after).
 	NewSession func(ctx context.Context, id, data []byte) error
 
 	// ResumeSession looks up a session ID a client presented (see NewSession). It returns the data given
-	// to NewSession, or nil when not found, and the handshake goes on in full. An error drops the
-	// connection with no alert. Data that no longer parses, or is older than SessionTimeout, counts as
-	// not found.
+	// to NewSession, or nil when not found, and the handshake goes on in full. Data that no longer parses,
+	// is older than SessionTimeout, or was issued under other ticket keys or another SessionIDContext
+	// counts as not found.
 	ResumeSession func(ctx context.Context, id []byte) ([]byte, error)
+
+	// SessionStoreTimeout bounds each NewSession and ResumeSession call. Zero means
+	// DefaultSessionStoreTimeout (1 s); a negative value means only the handshake timeout bounds them.
+	// The hook's context ends at the bound; a hook that ignores it keeps running on its own goroutine and
+	// its late result is discarded.
+	SessionStoreTimeout time.Duration
+
+	// SessionStoreError, if not nil, is told each NewSession or ResumeSession call that failed or ran out
+	// of time, once, as a *HookError (wrapping ErrSessionStoreTimeout for the latter). It runs on the
+	// connection's goroutine; the handshake carries on. nil ignores them. Session bytes are never part of
+	// the error.
+	SessionStoreError func(err error)
+
+	// SessionIDContext binds sessions to a context (Node's sessionIdContext): a session issued under one
+	// value never resumes under another, also between servers that share ticket keys or a store. "" is a
+	// context of its own (Node's default is a hash of the process's arguments).
+	SessionIDContext string
 
 	// TicketKeyStore, if not nil, persists the session ticket keys: they are loaded the first time they
 	// are needed (or made and saved when none are stored), and saved by SetTicketKeys and
@@ -197,17 +260,17 @@ func (s *Server) start(l net.Listener) (*run, error) {
 	if s.run != nil {
 		return nil, ErrAlreadyListening
 	}
-	def, err := install(s.SecureContext, s.TLSConfig)
+	def, err := s.install(s.SecureContext)
 	if err != nil {
 		return nil, err
 	}
 	s.def.Store(def)
-	if cs := s.contexts.Load(); cs != nil {
-		rebased := make([]*secureContext, len(*cs))
+	if cs := s.contexts.Load(); cs != nil { // added before the server's options were final
+		rebuilt := make([]*secureContext, len(*cs))
 		for i, x := range *cs {
-			rebased[i] = x.rebase(s.TLSConfig)
+			rebuilt[i] = s.rebuilt(x)
 		}
-		s.contexts.Store(&rebased)
+		s.contexts.Store(&rebuilt)
 	}
 	outer := &tls.Config{}
 	if s.TLSConfig != nil {
@@ -370,7 +433,7 @@ func (s *Server) AddContext(hostname string, sc *SecureContext) error {
 	if err != nil {
 		return err
 	}
-	x, err := install(sc, s.TLSConfig)
+	x, err := s.install(sc)
 	if err != nil {
 		return fmt.Errorf("tlsserver: context %q: %w", hostname, err)
 	}
@@ -399,7 +462,7 @@ type HostContext struct {
 // contexts are added in order, so the last one that matches wins, as with AddContext. Nothing changes when
 // one of them is invalid. It also sets the SecureContext field, so that a later Listen serves def.
 func (s *Server) SetContexts(def *SecureContext, named []HostContext) error {
-	d, err := install(def, s.TLSConfig)
+	d, err := s.install(def)
 	if err != nil {
 		return err
 	}
@@ -409,7 +472,7 @@ func (s *Server) SetContexts(def *SecureContext, named []HostContext) error {
 		if err != nil {
 			return err
 		}
-		x, err := install(hc.Context, s.TLSConfig)
+		x, err := s.install(hc.Context)
 		if err != nil {
 			return fmt.Errorf("tlsserver: context %q: %w", hc.Hostname, err)
 		}
@@ -425,21 +488,24 @@ func (s *Server) SetContexts(def *SecureContext, named []HostContext) error {
 }
 
 func (s *Server) handshakeTimeout() time.Duration {
-	switch {
-	case s.HandshakeTimeout == 0:
-		return DefaultHandshakeTimeout
-	case s.HandshakeTimeout < 0:
-		return 0
-	}
-	return s.HandshakeTimeout
+	return durationOr(s.HandshakeTimeout, DefaultHandshakeTimeout)
+}
+
+func (s *Server) sessionStoreTimeout() time.Duration {
+	return durationOr(s.SessionStoreTimeout, DefaultSessionStoreTimeout)
 }
 
 func (s *Server) sessionTimeout() time.Duration {
+	return durationOr(s.SessionTimeout, DefaultSessionTimeout)
+}
+
+// durationOr is a duration setting as the Server's fields read: zero means def, negative means none (0).
+func durationOr(d, def time.Duration) time.Duration {
 	switch {
-	case s.SessionTimeout == 0:
-		return DefaultSessionTimeout
-	case s.SessionTimeout < 0:
+	case d == 0:
+		return def
+	case d < 0:
 		return 0
 	}
-	return s.SessionTimeout
+	return d
 }

@@ -2,6 +2,7 @@ package tlsserver
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 )
@@ -14,11 +15,23 @@ type sessionMeta struct {
 	created   int64 // Unix seconds, by the server's clock
 	ems       bool  // TLS 1.2: made with extended master secret
 	peerCerts bool  // the client presented certificates
+	key       tag   // the ticket key in force when it was issued: SetTicketKeys ends it, store or not
+	context   tag   // the SessionIDContext it was issued under
 }
 
-var sessionMetaTag = []byte("tlsserver/1\x00")
+// tag is a short one-way digest that names a ticket key or a session-ID context without revealing it.
+type tag [8]byte
 
-const sessionMetaLen = 2 + 2 + 8 + 1
+func tagOf(kind string, b []byte) tag {
+	h := sha256.New()
+	h.Write([]byte("tlsserver/" + kind + "\x00"))
+	h.Write(b)
+	return tag(h.Sum(nil))
+}
+
+var sessionMetaTag = []byte("tlsserver/2\x00")
+
+const sessionMetaLen = 2 + 2 + 8 + 1 + 8 + 8
 
 func (m sessionMeta) marshal() []byte {
 	b := make([]byte, 0, len(sessionMetaTag)+sessionMetaLen)
@@ -33,7 +46,9 @@ func (m sessionMeta) marshal() []byte {
 	if m.peerCerts {
 		flags |= 2
 	}
-	return append(b, flags)
+	b = append(b, flags)
+	b = append(b, m.key[:]...)
+	return append(b, m.context[:]...)
 }
 
 func parseSessionMeta(b []byte) (sessionMeta, bool) {
@@ -47,6 +62,8 @@ func parseSessionMeta(b []byte) (sessionMeta, bool) {
 		created:   int64(binary.BigEndian.Uint64(rest[4:])),
 		ems:       rest[12]&1 != 0,
 		peerCerts: rest[12]&2 != 0,
+		key:       tag(rest[13:21]),
+		context:   tag(rest[21:29]),
 	}, true
 }
 

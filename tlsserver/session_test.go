@@ -175,55 +175,86 @@ func TestResumeSessionNotFound(t *testing.T) {
 	}
 }
 
-// TestResumeSessionError checks that a ResumeSession error drops the connection without an alert and
-// reaches ClientError. The store fails every lookup; first connections make none.
-func TestResumeSessionError(t *testing.T) {
+// TestSessionStoreFailure checks that a failing store never fails a handshake: a ResumeSession error means a
+// full handshake (with its staple), a NewSession error a session that travels in its ticket and still
+// resumes; each failure reaches SessionStoreError once, as a *HookError around the store's error, and never
+// ClientError.
+func TestSessionStoreFailure(t *testing.T) {
 	f := newFixture(t, testpki.ECDSAP256)
 	errStore := errors.New("store unreachable")
-	for _, v := range versions {
-		t.Run(versionName(v), func(t *testing.T) {
-			rec := newRecorder()
-			store := &countingStore{resumeErr: errStore}
-			srv := &Server{SecureContext: f.context(f.leaf), NewSession: store.NewSession, ResumeSession: store.ResumeSession}
-			rec.hook(srv)
-			addr, port := start(t, srv)
-			check := func(client string) {
-				t.Helper()
-				rec.nextSecure(t) // the first connection
-				e := rec.nextError(t)
-				var he *HookError
-				if !errors.As(e.err, &he) || he.Hook != "ResumeSession" || !errors.Is(e.err, errStore) {
-					t.Errorf("%s: ClientError got %v, want the store's error in a ResumeSession *HookError", client, e.err)
+	tests := []struct {
+		name       string
+		hook       string
+		store      *countingStore
+		newSession func(*countingStore) func(context.Context, []byte, []byte) error
+		resumed    bool // the second handshake resumes
+	}{
+		{"lookup fails", "ResumeSession", &countingStore{resumeErr: errStore}, nil, false},
+		{"store fails", "NewSession", &countingStore{}, func(*countingStore) func(context.Context, []byte, []byte) error {
+			return func(context.Context, []byte, []byte) error { return errStore }
+		}, true},
+	}
+	for _, tt := range tests {
+		for _, v := range versions {
+			t.Run(tt.name+"/"+versionName(v), func(t *testing.T) {
+				rec := newRecorder()
+				reports := make(chan error, 16)
+				srv := &Server{SecureContext: f.context(f.leaf), OCSPRequest: rec.stapleFrom(f.staple, nil),
+					NewSession: tt.store.NewSession, ResumeSession: tt.store.ResumeSession,
+					SessionStoreError: func(err error) { reports <- err }}
+				if tt.newSession != nil {
+					srv.NewSession = tt.newSession(tt.store)
 				}
-			}
+				rec.hook(srv)
+				addr, port := start(t, srv)
+				check := func(client string, resumed bool) {
+					t.Helper()
+					rec.nextSecure(t)
+					if second := rec.nextSecure(t); second.resumed != tt.resumed || resumed != tt.resumed {
+						t.Errorf("%s: resumed %v (server %v), want %v", client, resumed, second.resumed, tt.resumed)
+					}
+					for {
+						select {
+						case err := <-reports:
+							var he *HookError
+							if !errors.As(err, &he) || he.Hook != tt.hook || !errors.Is(err, errStore) {
+								t.Errorf("%s: SessionStoreError got %v, want the store's error in a %s *HookError", client, err, tt.hook)
+							}
+							continue
+						default:
+						}
+						break
+					}
+					rec.noError(t)
+				}
 
-			cfg := f.goConfig(v)
-			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-			must(t, goDial(t, addr, cfg).err)
-			g := goDial(t, addr, cfg)
-			if g.err == nil {
-				t.Error("go: handshake succeeded")
-			} else if _, alert := peerAlert(g.err); alert {
-				t.Errorf("go: got an alert: %v", g.err)
-			}
-			check("go")
+				cfg := f.goConfig(v)
+				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+				must(t, goDial(t, addr, cfg).err)
+				g := goDial(t, addr, cfg)
+				must(t, g.err)
+				if !g.state.DidResume && !bytes.Equal(g.state.OCSPResponse, f.staple) {
+					t.Errorf("go: a full handshake without its staple")
+				}
+				check("go", g.state.DidResume)
 
-			sess := filepath.Join(t.TempDir(), "sess.pem")
-			sClient(t, addr, f, sslFlag(v), "-servername", "localhost", "-sess_out", sess)
-			b := sClient(t, addr, f, sslFlag(v), "-servername", "localhost", "-sess_in", sess)
-			if b.hello || bytes.Contains([]byte(b.out), []byte("alert")) {
-				t.Errorf("openssl: want the connection dropped with no alert:\n%s", b.out)
-			}
-			check("openssl")
+				sess := filepath.Join(t.TempDir(), "sess.pem")
+				sClient(t, addr, f, sslFlag(v), "-servername", "localhost", "-sess_out", sess)
+				b := sClient(t, addr, f, sslFlag(v), "-servername", "localhost", "-sess_in", sess)
+				if !b.hello {
+					t.Errorf("openssl: no greeting:\n%s", b.out)
+				}
+				check("openssl", b.reused)
 
-			c := nodeConn{Version: versionName(v)}
-			again := c
-			again.Reuse = idx(0)
-			r := nodeClient(t, port, f, c, again)
-			if !r[0].Connected || r[1].Connected || r[1].Error == "" || bytes.Contains([]byte(r[1].Error), []byte("ALERT")) {
-				t.Errorf("node: first connected=%v; second connected=%v error %q, want dropped with no alert", r[0].Connected, r[1].Connected, r[1].Error)
-			}
-			check("node")
-		})
+				c := nodeConn{Version: versionName(v)}
+				again := c
+				again.Reuse = idx(0)
+				r := nodeClient(t, port, f, c, again)
+				if !r[0].Connected || !r[1].Connected {
+					t.Errorf("node: connected %v, %v: %s", r[0].Connected, r[1].Connected, r[1].Error)
+				}
+				check("node", r[1].Reused)
+			})
+		}
 	}
 }

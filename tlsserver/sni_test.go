@@ -168,7 +168,7 @@ func TestSecureContexts(t *testing.T) {
 	must(t, srv.AddContext("*.example.test", &SecureContext{Certificate: &wildTLS, ALPNProtocols: []string{"h2", "http/1.1"}}))
 	must(t, srv.AddContext("a.example.test", &SecureContext{
 		Certificate: &exactTLS, ALPNProtocols: []string{"http/1.1"},
-		CA: []*x509.Certificate{f.root.Cert}, RequestCert: true, AllowUnauthorized: true,
+		CA: []*x509.Certificate{f.root.Cert}, ClientAuth: &ClientAuth{RequestCert: true, AllowUnauthorized: true},
 	}))
 	addr, port := start(t, srv)
 
@@ -240,7 +240,7 @@ func TestSecureContexts(t *testing.T) {
 }
 
 // TestALPNMismatch checks that a client whose protocols the context does not offer gets no_application_protocol
-// and the server a ClientError.
+// and the server a ClientError with ErrNoApplicationProtocol.
 func TestALPNMismatch(t *testing.T) {
 	f := newFixture(t, testpki.ECDSAP256)
 	rec := newRecorder()
@@ -264,12 +264,90 @@ func TestALPNMismatch(t *testing.T) {
 		if n.Connected || n.Error != "ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL" {
 			t.Errorf("node %s: connected=%v error %q", versionName(v), n.Connected, n.Error)
 		}
-		for range 3 {
-			if e := rec.nextError(t); e.err == nil {
-				t.Error("empty ClientError")
+		for _, client := range []string{"openssl", "go", "node"} {
+			if e := rec.nextError(t); !errors.Is(e.err, ErrNoApplicationProtocol) {
+				t.Errorf("%s %s: ClientError got %v, want ErrNoApplicationProtocol", client, versionName(v), e.err)
 			}
 		}
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSNICallback checks Node's SNICallback and how it composes with AddContext: it is asked only for a
+// client that sent a name; its context serves that handshake (certificate, staple, client CA); nil falls back
+// to the AddContext patterns, then to the default; its error destroys the connection with no alert and
+// reaches ClientError as a *HookError.
+func TestSNICallback(t *testing.T) {
+	f := newFixture(t, testpki.ECDSAP256)
+	errNoSuchHost := errors.New("no such host")
+	x, wild := f.context(f.issue(t, "x.test")), f.context(f.issue(t, "*.test"))
+	x.CA = []*x509.Certificate{f.root.Cert}
+	tests := []struct {
+		sni    string
+		cn     string // the certificate served; "" when the connection is destroyed
+		asked  bool   // SNICallback was called
+		authed bool
+	}{
+		{"", "localhost", false, false},
+		{"x.test", "x.test", true, true},
+		{"y.test", "*.test", true, false},
+		{"other", "localhost", true, false},
+		{"bad.test", "", true, false},
+	}
+	for _, tt := range tests {
+		for _, v := range versions {
+			t.Run(fmt.Sprintf("%q/%s", tt.sni, versionName(v)), func(t *testing.T) {
+				rec := newRecorder()
+				asked := make(chan string, 4)
+				srv := &Server{SecureContext: f.context(f.leaf), RequestCert: true, AllowUnauthorized: true,
+					OCSPRequest: rec.stapleFrom(nil, nil),
+					SNICallback: func(_ context.Context, name string) (*SecureContext, error) {
+						asked <- name
+						switch name {
+						case "x.test":
+							return x, nil
+						case "bad.test":
+							return nil, errNoSuchHost
+						}
+						return nil, nil
+					}}
+				must(t, srv.AddContext("*.test", wild))
+				rec.hook(srv)
+				addr, _ := start(t, srv)
+				cfg := &tls.Config{ServerName: tt.sni, InsecureSkipVerify: true, MinVersion: v, MaxVersion: v,
+					GetClientCertificate: sendCert(ptr(f.client.TLSCertificate()))}
+				g := goDial(t, addr, cfg)
+				select {
+				case name := <-asked:
+					if !tt.asked || name != tt.sni {
+						t.Errorf("SNICallback asked for %q", name)
+					}
+				default:
+					if tt.asked {
+						t.Error("SNICallback not asked")
+					}
+				}
+				if tt.cn == "" {
+					e := rec.nextError(t)
+					var he *HookError
+					if !errors.As(e.err, &he) || he.Hook != "SNICallback" || !errors.Is(e.err, errNoSuchHost) {
+						t.Errorf("ClientError got %v, want the callback's error in an SNICallback *HookError", e.err)
+					}
+					if _, alert := peerAlert(g.err); g.err == nil || alert {
+						t.Errorf("the client got %v, want the connection dropped with no alert", g.err)
+					}
+					return
+				}
+				must(t, g.err)
+				s := rec.nextSecure(t)
+				if cn := g.state.PeerCertificates[0].Subject.CommonName; cn != tt.cn || rec.lastOCSP(t).cert.Subject.CommonName != tt.cn {
+					t.Errorf("served %q, OCSPRequest for %q; want %q", cn, rec.lastOCSP(t).cert.Subject.CommonName, tt.cn)
+				}
+				if s.authorized != tt.authed {
+					t.Errorf("authorized %v (%s), want %v: the client CA is the chosen context's", s.authorized, s.authErr, tt.authed)
+				}
+			})
+		}
+	}
+}

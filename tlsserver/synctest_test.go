@@ -108,6 +108,22 @@ func (f *fixture) bubbleConfig(v uint16) *tls.Config {
 	return cfg
 }
 
+// serveWithSession hooks rec to srv, serves srv on a pipe and returns a client configuration with a session
+// cache; primed, it first completes one handshake, so that the client holds a session to offer.
+func serveWithSession(t *testing.T, f *fixture, srv *Server, rec *recorder, v uint16, primed bool) (*pipeListener, func(), *tls.Config) {
+	t.Helper()
+	rec.hook(srv)
+	l, stop := servePipe(t, srv)
+	cfg := f.bubbleConfig(v)
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	if primed {
+		done, _ := clientHandshake(t, l, cfg)
+		must(t, <-done)
+		rec.nextSecure(t)
+	}
+	return l, stop, cfg
+}
+
 // TestHandshakeTimeoutDefault checks Node's default handshakeTimeout, 120 s, on a fake clock.
 func TestHandshakeTimeoutDefault(t *testing.T) {
 	f := newFixture(t, testpki.ECDSAP256)
@@ -149,7 +165,8 @@ func TestHooksGiveUpAtDeadline(t *testing.T) {
 					rec := newRecorder()
 					store := &MemorySessionStore{}
 					srv := &Server{SecureContext: f.context(f.leaf), HandshakeTimeout: 5 * time.Second,
-						NewSession: store.NewSession, ResumeSession: store.ResumeSession}
+						NewSession: store.NewSession, ResumeSession: store.ResumeSession,
+						SessionStoreTimeout: -1} // the store's own bound is TestSessionStoreBoundedWait's
 					switch hook {
 					case "OCSPRequest":
 						srv.OCSPRequest = func(context.Context, *x509.Certificate, *x509.Certificate) ([]byte, error) {
@@ -159,15 +176,9 @@ func TestHooksGiveUpAtDeadline(t *testing.T) {
 					case "NewSession":
 						srv.NewSession = func(context.Context, []byte, []byte) error { block(); return nil }
 					}
-					rec.hook(srv)
-					l, stop := servePipe(t, srv)
+					l, stop, cfg := serveWithSession(t, f, srv, rec, v, hook == "ResumeSession")
 					defer stop()
-					cfg := f.bubbleConfig(v)
-					cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 					if hook == "ResumeSession" {
-						done, _ := clientHandshake(t, l, cfg)
-						must(t, <-done)
-						rec.nextSecure(t)
 						srv.ResumeSession = func(context.Context, []byte) ([]byte, error) { block(); return nil, nil }
 					}
 					start := time.Now()
@@ -185,6 +196,56 @@ func TestHooksGiveUpAtDeadline(t *testing.T) {
 					} else if _, alert := peerAlert(err); alert {
 						t.Errorf("the client got an alert: %v", err)
 					}
+				})
+			})
+		}
+	}
+}
+
+// TestSessionStoreBoundedWait checks that a store that does not answer holds a handshake for
+// SessionStoreTimeout and no longer: the handshake then goes on without it (in full, for a lookup; with the
+// session in its ticket, which resumes, for a store), and SessionStoreError hears of it once.
+func TestSessionStoreBoundedWait(t *testing.T) {
+	f := newFixture(t, testpki.ECDSAP256)
+	for _, hook := range []string{"NewSession", "ResumeSession"} {
+		for _, v := range versions {
+			t.Run(hook+"/"+versionName(v), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					stuck := make(chan struct{}) // the store ignores ctx until the end
+					defer close(stuck)
+					reports := make(chan error, 8)
+					rec := newRecorder()
+					store := &MemorySessionStore{}
+					srv := &Server{SecureContext: f.context(f.leaf), NewSession: store.NewSession, ResumeSession: store.ResumeSession,
+						SessionStoreTimeout: 2 * time.Second, SessionStoreError: func(err error) { reports <- err }}
+					l, stop, cfg := serveWithSession(t, f, srv, rec, v, hook == "ResumeSession")
+					defer stop()
+					if hook == "ResumeSession" {
+						srv.ResumeSession = func(context.Context, []byte) ([]byte, error) { <-stuck; return nil, nil }
+					} else {
+						srv.NewSession = func(context.Context, []byte, []byte) error { <-stuck; return nil }
+					}
+					start := time.Now()
+					done, _ := clientHandshake(t, l, cfg)
+					must(t, <-done)
+					if s := rec.nextSecure(t); s.resumed || time.Since(start) != 2*time.Second {
+						t.Errorf("resumed %v after %v, want a full handshake after 2s", s.resumed, time.Since(start))
+					}
+					if err := <-reports; !errors.Is(err, ErrSessionStoreTimeout) {
+						t.Errorf("SessionStoreError got %v, want ErrSessionStoreTimeout", err)
+					}
+					if hook == "NewSession" {
+						done, conn := clientHandshake(t, l, cfg)
+						must(t, <-done)
+						rec.nextSecure(t)
+						if !conn.ConnectionState().DidResume {
+							t.Error("the session the store did not take does not resume from its ticket")
+						}
+						if v == tls.VersionTLS13 {
+							<-reports // the resumption's new session, not stored either (TLS 1.2 keeps its ticket)
+						}
+					}
+					rec.noError(t)
 				})
 			})
 		}

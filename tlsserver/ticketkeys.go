@@ -39,8 +39,9 @@ type TicketKeyStore interface {
 // ticketKeySet is one immutable generation of keys, swapped whole; cfg carries the derived crypto/tls keys
 // and encrypts and decrypts tickets (Config.EncryptTicket/DecryptTicket use the Config's own keys).
 type ticketKeySet struct {
-	keys TicketKeys
-	cfg  *tls.Config
+	keys          TicketKeys
+	cfg           *tls.Config
+	current, prev tag // name the keys in sessions (prev is zero without a previous key)
 }
 
 func newTicketKeySet(k TicketKeys, rnd io.Reader) *ticketKeySet {
@@ -50,12 +51,22 @@ func newTicketKeySet(k TicketKeys, rnd io.Reader) *ticketKeySet {
 	}
 	cfg := &tls.Config{Rand: rnd}
 	cfg.SetSessionTicketKeys(seeds)
-	return &ticketKeySet{keys: k, cfg: cfg}
+	ks := &ticketKeySet{keys: k, cfg: cfg, current: tagOf("ticket key", k.Current)}
+	if k.Previous != nil {
+		ks.prev = tagOf("ticket key", k.Previous)
+	}
+	return ks
+}
+
+// issued reports whether a session named t was issued under these keys.
+func (ks *ticketKeySet) issued(t tag) bool {
+	return t == ks.current || ks.keys.Previous != nil && t == ks.prev
 }
 
 // SetTicketKeys replaces the session ticket keys with keys, which must be TicketKeyLen (48) bytes. As in
-// Node, it affects connections that start their handshake afterwards, and tickets issued under earlier keys
-// no longer resume (use RotateTicketKeys to keep the previous key for decryption). With a TicketKeyStore,
+// Node, it affects connections that start their handshake afterwards, and sessions issued under earlier keys
+// no longer resume, whether their ticket holds them or a session store does (use RotateTicketKeys to keep the
+// previous key). With a TicketKeyStore,
 // the keys are saved; a save error is returned, wrapped in ErrTicketKeyStore, but the keys are in use.
 func (s *Server) SetTicketKeys(keys []byte) error {
 	if len(keys) != TicketKeyLen {

@@ -69,8 +69,8 @@ func (s *WriteBehindSessionStore) NewSession(_ context.Context, id, data []byte)
 }
 
 // ResumeSession returns the data stored under id, or nil when there is none or it has expired. It has
-// Server.ResumeSession's signature. The backend's error (it cannot be read) is returned as it is, and drops
-// the connection (Node: the callback's error).
+// Server.ResumeSession's signature. The backend's error (it cannot be read) is returned as it is: the server
+// reports it to SessionStoreError and does a full handshake.
 func (s *WriteBehindSessionStore) ResumeSession(_ context.Context, id []byte) ([]byte, error) {
 	now := nowOr(s.Now)
 	s.mu.Lock()

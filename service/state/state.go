@@ -87,6 +87,11 @@ func (s *State) ServedBy() func(certs.Key) ([]string, error) {
 // (sessions written behind the handshake), or in a fleet's etcd (ticket keys shared, and followed as the
 // leader rotates them).
 func (s *State) KeepSessions(ctx context.Context, cfg *config.Config, srv *tlsserver.Server, now func() time.Time, run Run, log zerolog.Logger) {
+	// A store that fails or hangs costs resumptions, never a handshake: say so, at most once a minute.
+	storeLog := log.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Minute})
+	srv.SessionStoreError = func(err error) {
+		storeLog.Warn().Err(err).Msg("TLS session store failed; handshakes go on without it (sampled: at most one a minute)")
+	}
 	if n := s.fleet; n != nil {
 		near := ticketKeyStore{s.store}
 		srv.TicketKeyStore = fleetTicketKeys{fleet: n.tickets, near: near}
