@@ -51,7 +51,8 @@ func encrypted(block *pem.Block) bool {
 
 func decryptKey(block *pem.Block, passphrase []byte) ([]byte, error) {
 	if block.Type != "ENCRYPTED PRIVATE KEY" {
-		der, err := x509.DecryptPEMBlock(block, passphrase) //nolint:staticcheck // RFC 1423 is what OpenSSL wrote; reading it is the point
+		//lint:ignore SA1019 RFC 1423 is what OpenSSL wrote; reading it is the point
+		der, err := x509.DecryptPEMBlock(block, passphrase)
 		switch {
 		case errors.Is(err, x509.IncorrectPasswordError):
 			return nil, ErrBadPassphrase

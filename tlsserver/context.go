@@ -135,7 +135,8 @@ func (s *Server) build(x *secureContext) {
 		c = s.TLSConfig.Clone()
 	}
 	c.Certificates = nil
-	c.NameToCertificate = nil //nolint:staticcheck // cleared so that GetCertificate always runs (trap T1)
+	//lint:ignore SA1019 cleared so that GetCertificate always runs (trap T1)
+	c.NameToCertificate = nil
 	c.GetCertificate = nil
 	c.GetConfigForClient = nil
 	c.WrapSession = nil

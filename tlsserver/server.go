@@ -296,7 +296,8 @@ func (s *Server) serve(r *run) error {
 			default:
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // net/http's test for EMFILE and friends
+			//lint:ignore SA1019 net/http's test for EMFILE and friends
+			if errors.As(err, &ne) && ne.Temporary() {
 				if s.AcceptError != nil {
 					s.AcceptError(err)
 				}
