@@ -377,3 +377,13 @@ func alive(t *testing.T, p *harness.Process) {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// outcome records that tb checks check against peer; its result (pass, FAIL, skip) is read when the test
+// ends. Note sets a figure worth reading in the table (connections held, faults survived).
+func outcome(tb testing.TB, check, peer string) *outcomeRow {
+	r := &outcomeRow{test: tb.Name(), check: check, peer: peer, t: tb}
+	outcomes.mu.Lock()
+	outcomes.rows = append(outcomes.rows, r)
+	outcomes.mu.Unlock()
+	return r
+}

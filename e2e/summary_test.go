@@ -11,7 +11,7 @@ import (
 )
 
 // The interop suite (make interop) prints, after its tests, one row per case it ran against a peer: what
-// was checked, against which software, and the result. Tests add rows with outcome.
+// was checked, against which software, and the result. Tests add rows with outcome (interop_helpers_test.go).
 
 // outcomeRow is one case of the table.
 type outcomeRow struct {
@@ -24,15 +24,6 @@ var outcomes struct {
 	rows []*outcomeRow
 }
 
-// outcome records that tb checks check against peer; its result (pass, FAIL, skip) is read when the test
-// ends. Note sets a figure worth reading in the table (connections held, faults survived).
-func outcome(tb testing.TB, check, peer string) *outcomeRow {
-	r := &outcomeRow{test: tb.Name(), check: check, peer: peer, t: tb}
-	outcomes.mu.Lock()
-	outcomes.rows = append(outcomes.rows, r)
-	outcomes.mu.Unlock()
-	return r
-}
 
 // Note sets the row's figure.
 func (r *outcomeRow) Note(format string, args ...any) {
