@@ -24,7 +24,6 @@ var outcomes struct {
 	rows []*outcomeRow
 }
 
-
 // Note sets the row's figure.
 func (r *outcomeRow) Note(format string, args ...any) {
 	outcomes.mu.Lock()
