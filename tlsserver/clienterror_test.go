@@ -72,6 +72,19 @@ func TestClientErrors(t *testing.T) {
 			t.Errorf("the idle client read %v, want EOF: the server closes", err)
 		}
 	})
+	t.Run("many handshake timeouts at once", func(t *testing.T) {
+		// The handshake sees the deadline and returns, racing the timer that reports it: every one must
+		// still reach ClientError as ErrHandshakeTimeout, once.
+		const n = 64
+		for range n {
+			c, err := net.Dial("tcp", addr)
+			must(t, err)
+			defer c.Close()
+		}
+		for range n {
+			expect(t, "", func(err error) bool { return errors.Is(err, ErrHandshakeTimeout) }, "ErrHandshakeTimeout")
+		}
+	})
 	t.Run("openssl rejects the certificate", func(t *testing.T) {
 		// TLS 1.2: the alert is in the clear (unknown_ca, 48).
 		r := sClient(t, addr, f, "-tls1_2", "-servername", "localhost", "-verify_return_error", "-CAfile", otherFile)

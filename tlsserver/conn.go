@@ -88,7 +88,13 @@ func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
 	defer s.connEnded()
 	defer c.Close()
 	if err != nil {
-		s.clientError(c, classify(err))
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The deadline came, and the handshake returned before the timer's goroutine could run.
+			err = s.timeoutError()
+		} else {
+			err = classify(err)
+		}
+		s.clientError(c, err)
 		return
 	}
 	sc := c.hs.sc
@@ -109,7 +115,9 @@ func (s *Server) serveConn(raw net.Conn, outer *tls.Config) {
 }
 
 // handshakeDeadline returns the context of c's handshake, cancelled at HandshakeTimeout, and the function
-// to call once the handshake has returned, which reports whether the deadline came first.
+// to call once the handshake has returned, which reports whether the timer's goroutine has ended the
+// connection. (The handshake can also see the deadline and return before that goroutine runs, which then
+// never does: serveConn reports the timeout itself.)
 //
 // Hooks run on the handshake's goroutine, and one may ignore its context. So when the deadline comes, the
 // connection is ended from the timer's goroutine (closed, reported to ClientError, no longer counted)
@@ -122,7 +130,7 @@ func (s *Server) handshakeDeadline(c *Conn) (context.Context, func() bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	stop := context.AfterFunc(ctx, func() {
-		s.clientError(c, fmt.Errorf("%w (%v): %w", ErrHandshakeTimeout, timeout, ctx.Err()))
+		s.clientError(c, s.timeoutError())
 		s.connEnded()
 	})
 	return ctx, func() bool {
@@ -130,6 +138,11 @@ func (s *Server) handshakeDeadline(c *Conn) (context.Context, func() bool) {
 		cancel()
 		return expired
 	}
+}
+
+// timeoutError is what ClientError gets for a handshake whose deadline has passed.
+func (s *Server) timeoutError() error {
+	return fmt.Errorf("%w (%v): %w", ErrHandshakeTimeout, s.handshakeTimeout(), context.DeadlineExceeded)
 }
 
 func (s *Server) clientError(c *Conn, err error) {
